@@ -1,0 +1,298 @@
+"""The ``selma-bench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from selma import __version__
+from selma.errors import SelmaError
+
+log = logging.getLogger("selma")
+
+
+def _role_path(value: str) -> tuple[str, Path]:
+    role, sep, path = value.partition("=")
+    if not sep or not role or not path:
+        raise argparse.ArgumentTypeError(
+            f"expected ROLE=PATH (e.g. questions=tifa_v1.0_question_answers.json), got {value!r}"
+        )
+    return role, Path(path)
+
+
+def _data_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("data")
+    group.add_argument(
+        "--data-dir", type=Path, help="folder holding suite files (default: $SELMA_BENCH_DATA, then the cache)"
+    )
+    group.add_argument(
+        "--offline", action="store_true", help="never download (also $SELMA_BENCH_OFFLINE, $HF_HUB_OFFLINE)"
+    )
+    group.add_argument(
+        "--file",
+        type=_role_path,
+        action="append",
+        default=[],
+        metavar="ROLE=PATH",
+        help="use PATH for a suite file role",
+    )
+    group.add_argument("--suites-file", type=Path, help="a YAML file of extra suite definitions")
+    return parent
+
+
+def _locator(args: argparse.Namespace) -> Any:
+    from selma.suites import DataLocator, add_suites_file
+
+    if args.suites_file:
+        add_suites_file(args.suites_file)
+    return DataLocator.from_env(args.data_dir, offline=args.offline, overrides=dict(args.file))
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=header, floatfmt=".1f")
+
+
+def cmd_suites(args: argparse.Namespace) -> int:
+    """List suites, or describe one."""
+    from selma.suites import file_status, load_suite, suite_registry
+
+    locator = _locator(args)
+    registry = suite_registry()
+    if args.name is None:
+        rows = []
+        for name in registry:
+            spec = registry.get(name)
+            status = file_status(spec, locator)
+            missing = [s["path"] for s in status if s["required"] and s["found_at"] is None]
+            rows.append([name, spec.title, spec.n_prompts, spec.scoring or "-", "missing" if missing else "found"])
+        if args.json:
+            _print_json([dict(zip(["name", "title", "prompts", "scoring", "data"], r, strict=True)) for r in rows])
+        else:
+            print(_table(rows, ["suite", "title", "prompts", "scoring", "data"]))
+        return 0
+    spec = registry.get(args.name)
+    status = file_status(spec, locator)
+    info: dict[str, Any] = {
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description,
+        "source": spec.source,
+        "license": spec.license,
+        "citation": spec.citation,
+        "scoring": spec.scoring,
+        "declared": {"prompts": spec.n_prompts, "questions": spec.n_questions},
+        "files": status,
+    }
+    if all(s["found_at"] for s in status if s["required"]):
+        suite = load_suite(spec.name, locator)
+        info["size"] = {"prompts": len(suite.prompts), "questions": len(suite.questions)}
+        info["categories"] = dict(Counter(p.category for p in suite.prompts if p.category is not None))
+        info["notes"] = list(suite.notes)
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"{spec.name}: {spec.title}\n")
+    print(spec.description + "\n")
+    for key in ("source", "license", "citation", "scoring"):
+        print(f"{key:>10}: {info[key]}")
+    if "size" in info:
+        questions = info["size"]["questions"] or "- (question file not on disk)"
+        print(f"{'size':>10}: {info['size']['prompts']} prompts, {questions} questions")
+        cats = ", ".join(f"{k} {v}" for k, v in info["categories"].items())
+        print(f"{'categories':>10}: {cats or '-'}")
+    print("\nfiles:")
+    for s in status:
+        print(f"  {s['role']}: {s['path']} ({s['size'] or '?'} B, sha256 {s['sha256'] or 'not pinned'})")
+        print(f"    {s['status']}")
+    for note in info.get("notes", []):
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    """Score recorded VQA answers with a suite's rules."""
+    from selma.rescore import RescoreRequest, rescore
+
+    request = RescoreRequest(
+        suite=args.suite,
+        answers=args.answers,
+        answers_format=args.answers_format,
+        t2i_model=args.t2i_model,
+        matcher=args.matcher,
+        matcher_model=args.matcher_model,
+        strict=args.strict,
+        seed=args.seed,
+        n_resamples=args.bootstrap,
+        label=args.label,
+    )
+    result = rescore(request, _locator(args), out=args.out, force=args.force)
+    summary = result.summary
+    if args.json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        low, high = summary.ci["score"]
+        print(f"{summary.suite} ({summary.metric}) {summary.label}: {summary.n_prompts} prompts")
+        print(f"  score {summary.score:.1f}  [95% CI {low:.1f}, {high:.1f}]")
+        if summary.metric == "dsg":
+            no_dep, micro = summary.score_no_dependency, summary.micro
+            print(f"  without dependency rule {no_dep:.1f}   micro (per question) {micro:.1f}")
+        rows = [[k, v, *summary.by_category_ci[k]] for k, v in summary.by_category.items()]
+        print(_table(rows, ["category", "score", "ci low", "ci high"]))
+    print(f"{'reused' if result.cached else 'wrote'} {result.run_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_meta_eval(args: argparse.Namespace) -> int:
+    """Agreement of VQA-based scores with human ratings on TIFA-160."""
+    from selma.metaeval import MetaEvalSummary, meta_evaluate
+    from selma.results.store import make_provenance, now, write_run
+    from selma.suites import load_suite
+    from selma.suites.data import sha256_file
+    from selma.suites.loaders import read_tifa_questions
+
+    started = now()
+    locator = _locator(args)
+    suite = load_suite("tifa160", locator)
+    tifa_questions = read_tifa_questions(args.tifa_questions) if args.tifa_questions else None
+    results, records, notes = meta_evaluate(args.likert, args.answers, suite, tifa_questions)
+    inputs = {str(p): sha256_file(p) for p in [args.likert, *sorted(args.answers.glob("*.csv")), *suite.files.values()]}
+    if args.tifa_questions:
+        inputs[str(args.tifa_questions)] = sha256_file(args.tifa_questions)
+    config = {"command": "meta-eval", "likert": str(args.likert), "answers": str(args.answers), "version": __version__}
+    summary = MetaEvalSummary(
+        n_images=len({(r["t2i_model"], r["item_id"]) for r in records}),
+        t2i_models=sorted({r["t2i_model"] for r in records}),
+        results=results,
+        notes=list(suite.notes) + notes,
+        provenance=make_provenance(config, inputs, seed=0, started_at=started),
+    )
+    if args.out:
+        write_run(args.out, summary, {"images.jsonl": records})
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        rows = [[k, r.spearman, r.kendall, r.n, "yes/no only" if r.yes_no_only else ""] for k, r in results.items()]
+        from tabulate import tabulate
+
+        print(tabulate(rows, headers=["vqa/questions", "spearman", "kendall tau-b", "n", ""], floatfmt=".3f"))
+        for note in notes:
+            print(f"note: {note}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Paired-bootstrap difference between two runs."""
+    from selma.compare import compare_runs
+
+    result = compare_runs(args.run_a, args.run_b, seed=args.seed, n_resamples=args.bootstrap)
+    if args.json:
+        _print_json(result)
+        return 0
+    a, b, d = result["a"], result["b"], result["difference"]
+    print(f"{result['suite']} ({result['metric']}): B − A over {d['n']} prompts, paired bootstrap")
+    print(f"  A {a['label']}: {a['score']:.1f}\n  B {b['label']}: {b['score']:.1f}")
+    rows = [["all", d["delta"], *d["ci"], d["p_value"]]]
+    rows += [[k, v["delta"], *v["ci"], v["p_value"]] for k, v in result["by_category"].items()]
+    print(_table(rows, ["category", "B − A", "ci low", "ci high", "p"]))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Tables and a figure from run directories."""
+    from selma.report import write_report
+
+    written = write_report(args.runs, args.out)
+    print((written["table.md"]).read_text(encoding="utf-8"))
+    print(f"wrote {', '.join(str(p) for p in written.values())}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``selma-bench``."""
+    data = _data_options()
+    parser = argparse.ArgumentParser(
+        prog="selma-bench", description="Reproduce SELMA and score text-to-image models for faithfulness."
+    )
+    parser.add_argument("--version", action="version", version=f"selma-bench {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("suites", parents=[data], help="list suites, or `suites show NAME`")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_suites)
+
+    p = sub.add_parser("rescore", parents=[data], help="score recorded VQA answers (DSG CSV, TIFA result JSON)")
+    p.add_argument("--suite", required=True, help="dsg, tifa160 or tifa")
+    p.add_argument("--answers", required=True, type=Path, help="answers file")
+    p.add_argument("--answers-format", choices=["dsg-csv", "tifa-results"], help="default: from the file suffix")
+    p.add_argument("--t2i-model", help="which model's answers, when the file has several")
+    p.add_argument("--matcher", choices=["exact", "normalized", "sbert"], help="answer-to-choice mapping")
+    p.add_argument("--matcher-model", help="local path (or hub id) of the SBERT model for --matcher sbert")
+    p.add_argument("--strict", action="store_true", help="a blank answer is an error instead of scoring 0")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    p.add_argument("--label", help="row label in tables")
+    p.add_argument("--out", type=Path, help="run directory (default: selma-runs/rescore-<suite>-<file>-<hash>)")
+    p.add_argument("--force", action="store_true", help="replace a run of another configuration in --out")
+    p.add_argument("--json", action="store_true", help="print the summary JSON")
+    p.set_defaults(func=cmd_rescore)
+
+    p = sub.add_parser("meta-eval", parents=[data], help="agreement of VQA scores with human ratings (TIFA-160)")
+    p.add_argument("--likert", required=True, type=Path, help="tifa160-likert-anns.csv")
+    p.add_argument("--answers", required=True, type=Path, help="folder of <vqa>_<dsg|tifa|vq2a>.csv answer files")
+    p.add_argument("--tifa-questions", type=Path, help="tifa_v1.0_question_answers.json, for multiple-choice questions")
+    p.add_argument("--out", type=Path, help="write meta-eval summary and per-image records here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_meta_eval)
+
+    p = sub.add_parser("compare", help="paired-bootstrap difference of two runs")
+    p.add_argument("run_a", type=Path)
+    p.add_argument("run_b", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``selma-bench`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "action", None) == "show" and not args.name:
+        parser.error("suites show needs a suite name")
+    if getattr(args, "action", None) == "list" and getattr(args, "name", None):
+        args.action = "show"
+    logging.basicConfig(
+        level=logging.ERROR if args.quiet else logging.WARNING, format="warning: %(message)s", stream=sys.stderr
+    )
+    try:
+        return args.func(args)
+    except SelmaError as exc:
+        print(f"selma-bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Comparison tables (Markdown, LaTeX, CSV) and a per-category figure from run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from selma.errors import SelmaError
+from selma.results.schema import ScoreSummary
+from selma.results.store import make_provenance, now, read_summary, sha256_path, write_files
+
+
+def summaries_table(summaries: list[ScoreSummary]) -> pd.DataFrame:
+    """One row per run: overall score with its CI, the no-dependency score, micro, per category."""
+    rows = []
+    for s in summaries:
+        row: dict[str, object] = {
+            "run": s.label,
+            "suite": s.suite,
+            "metric": s.metric,
+            "score": round(s.score, 1),
+            "ci_low": round(s.ci["score"][0], 1),
+            "ci_high": round(s.ci["score"][1], 1),
+            "no_dependency": round(s.score_no_dependency, 1),
+            "micro": round(s.micro, 1),
+            "n_prompts": s.n_prompts,
+        }
+        row.update({category: round(value, 1) for category, value in s.by_category.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def figure(summaries: list[ScoreSummary], path: Path) -> None:
+    """Grouped bars of per-category scores with their 95 % intervals, one colour per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    categories = list(dict.fromkeys(c for s in summaries for c in s.by_category)) or ["all"]
+    width = 0.8 / len(summaries)
+    x = np.arange(len(categories))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(categories) + 2), 4))
+    for n, s in enumerate(summaries):
+        if s.by_category:
+            values = [s.by_category.get(c, np.nan) for c in categories]
+            cis = [s.by_category_ci.get(c, [np.nan, np.nan]) for c in categories]
+        else:
+            values, cis = [s.score], [s.ci["score"]]
+        low = [v - ci[0] for v, ci in zip(values, cis, strict=True)]
+        high = [ci[1] - v for v, ci in zip(values, cis, strict=True)]
+        ax.bar(x + n * width - 0.4 + width / 2, values, width, yerr=[low, high], capsize=2, label=s.label)
+    ax.set_xticks(x, categories, rotation=30, ha="right")
+    ax.set_ylabel(f"{summaries[0].metric.upper()} score (0-100), 95% CI")
+    ax.set_title(f"{summaries[0].suite}: score by prompt category")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def write_report(run_dirs: list[Path], out: Path) -> dict[str, Path]:
+    """Write ``table.md``, ``table.tex``, ``table.csv``, ``figure.png`` and ``report.json`` into ``out``."""
+    if not run_dirs:
+        raise SelmaError("report needs at least one run directory")
+    started = now()
+    summaries = [read_summary(run) for run in run_dirs]
+    suites = {s.suite for s in summaries}
+    if len(suites) > 1:
+        raise SelmaError(f"runs score different suites ({', '.join(sorted(suites))}); report one suite at a time")
+    table = summaries_table(summaries)
+    caption = f"{summaries[0].suite} ({summaries[0].metric}); score = mean over prompts, 95% bootstrap CI over prompts"
+    latex = (
+        table.style.hide(axis="index")
+        .format(precision=1)
+        .to_latex(caption=caption, label=f"tab:{summaries[0].suite}", hrules=True)
+    )
+    config = {"command": "report", "runs": [str(r) for r in run_dirs]}
+    inputs = {str(r / "summary.json"): sha256_path(r / "summary.json") for r in run_dirs}
+    provenance = make_provenance(config, inputs, seed=0, started_at=started)
+
+    def build(tmp: Path) -> None:
+        (tmp / "table.md").write_text(f"{caption}\n\n{table.to_markdown(index=False)}\n", encoding="utf-8")
+        (tmp / "table.tex").write_text(latex, encoding="utf-8")
+        table.to_csv(tmp / "table.csv", index=False)
+        figure(summaries, tmp / "figure.png")
+        (tmp / "report.json").write_text(
+            json.dumps({"rows": table.to_dict(orient="records"), "provenance": provenance.model_dump()}, indent=2),
+            encoding="utf-8",
+        )
+
+    write_files(out, build)
+    return {name: out / name for name in ("table.md", "table.tex", "table.csv", "figure.png", "report.json")}

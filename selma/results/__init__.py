@@ -1,0 +1,1 @@
+"""Typed result files: a summary JSON with provenance beside per-sample JSONL records."""

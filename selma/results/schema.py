@@ -1,0 +1,57 @@
+"""The typed schema of a run's ``summary.json`` (validated when a run is read back)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class Provenance(BaseModel):
+    """Everything needed to tell how a result was made and to make it again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    package: str = "selma-bench"
+    package_version: str
+    git_revision: str | None = Field(description="revision of the selma-bench source tree; '+dirty' if modified")
+    command: list[str] | None = None
+    config: dict[str, Any] = Field(description="the full resolved configuration")
+    config_hash: str = Field(description="sha256 of the canonical JSON of `config`")
+    inputs: dict[str, str] = Field(description="input file path -> sha256")
+    seed: int
+    started_at: str
+    finished_at: str
+    python: str
+    platform: str
+
+
+class ScoreSummary(BaseModel):
+    """Scores of one run of a QA metric (DSG or TIFA) on one suite; all scores are 0-100."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["rescore"] = "rescore"
+    suite: str
+    metric: str = Field(description="the scoring rules: dsg or tifa")
+    t2i_model: str | None = None
+    label: str = Field(description="row label in tables")
+    score: float = Field(description="mean over prompts of per-prompt scores (the official number)")
+    score_no_dependency: float
+    micro: float = Field(description="mean over answered questions (SELMA's DSG convention)")
+    stdev: float = Field(description="sample standard deviation of per-prompt scores")
+    ci: dict[str, list[float]] = Field(description="95% bootstrap intervals over prompts: score, micro-free keys")
+    by_category: dict[str, float]
+    by_category_ci: dict[str, list[float]]
+    by_element_type: dict[str, float] = Field(description="mean over questions of each element type")
+    n_prompts: int
+    n_prompts_answered: int
+    n_questions: int
+    n_blank_answers: int
+    n_missing_answers: int
+    notes: list[str]
+    records: dict[str, str] = Field(description="record kind -> file name in the run directory")
+    provenance: Provenance

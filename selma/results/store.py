@@ -1,0 +1,141 @@
+"""Writing and reading run directories atomically, with provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from selma import __version__
+from selma.errors import DataInputError, SelmaError
+from selma.results.schema import Provenance, ScoreSummary
+
+SUMMARY = "summary.json"
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``config``."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def git_revision() -> str | None:
+    """The git revision of the selma-bench source tree, ``+dirty`` when it has local changes."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}+dirty" if dirty else rev
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def make_provenance(config: Mapping[str, Any], inputs: Mapping[str, str], *, seed: int, started_at: str) -> Provenance:
+    """Provenance for a run configured by ``config`` that read ``inputs`` (path -> sha256)."""
+    return Provenance(
+        package_version=__version__,
+        git_revision=git_revision(),
+        command=list(sys.argv) if sys.argv and sys.argv[0] else None,
+        config=dict(config),
+        config_hash=config_hash(config),
+        inputs=dict(inputs),
+        seed=seed,
+        started_at=started_at,
+        finished_at=now(),
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+    )
+
+
+def read_summary(run_dir: str | Path) -> ScoreSummary:
+    """Read and validate ``run_dir/summary.json``."""
+    path = Path(run_dir) / SUMMARY
+    if not path.is_file():
+        raise SelmaError(f"{run_dir}: not a run directory (no {SUMMARY})")
+    try:
+        return ScoreSummary.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise DataInputError(f"{first['msg']} ({exc.error_count()} problem(s))", path=path, field=field) from None
+
+
+def read_records(run_dir: str | Path, kind: str) -> list[dict[str, Any]]:
+    """The JSONL records of ``kind`` (e.g. ``prompts``) of a run."""
+    summary = read_summary(run_dir)
+    if kind not in summary.records:
+        raise SelmaError(f"{run_dir}: run has no '{kind}' records")
+    path = Path(run_dir) / summary.records[kind]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def existing_run(run_dir: Path, expected_hash: str) -> ScoreSummary | None:
+    """The summary in ``run_dir`` if it was made with the same configuration hash, else ``None``.
+
+    A directory holding a run of another configuration is an error: nothing is overwritten
+    unless the caller removes it first (``--force``).
+    """
+    if not (run_dir / SUMMARY).is_file():
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise SelmaError(f"{run_dir} exists and is not a selma-bench run; choose another --out")
+        return None
+    summary = read_summary(run_dir)
+    if summary.provenance.config_hash == expected_hash:
+        return summary
+    raise SelmaError(
+        f"{run_dir} holds a run of another configuration (hash {summary.provenance.config_hash[:12]}, "
+        f"this one {expected_hash[:12]}); choose another --out or pass --force to replace it"
+    )
+
+
+def write_files(out: Path, build: Callable[[Path], None]) -> Path:
+    """Let ``build`` fill a temporary sibling directory, then move it to ``out`` in one step, so a
+    failure leaves neither a partial directory nor a damaged earlier one.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        build(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def write_run(run_dir: Path, summary: BaseModel, records: Mapping[str, Iterable[Mapping[str, Any]]]) -> Path:
+    """Write ``records`` (file name -> rows, as JSONL) and ``summary.json`` into ``run_dir`` atomically."""
+
+    def build(tmp: Path) -> None:
+        for name, rows in records.items():
+            with (tmp / name).open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        (tmp / SUMMARY).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+    return write_files(run_dir, build)

@@ -1,0 +1,1 @@
+"""Question-answer scoring shared by DSG, TIFA and every QA-style suite."""

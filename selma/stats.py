@@ -1,0 +1,75 @@
+"""Confidence intervals over prompts: percentile bootstrap (scipy) and paired differences."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+DEFAULT_RESAMPLES = 2000
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and its bootstrap confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+
+    def as_list(self) -> list[float]:
+        """``[low, high]`` for JSON."""
+        return [self.low, self.high]
+
+
+def bootstrap_mean(values: Sequence[float], *, seed: int, n_resamples: int = DEFAULT_RESAMPLES) -> Interval:
+    """Mean of ``values`` with a 95 % percentile-bootstrap interval (resampling prompts)."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    mean = float(data.mean())
+    if data.size < 2 or np.all(data == data[0]):
+        return Interval(mean, mean, mean)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(
+            (data,),
+            np.mean,
+            confidence_level=CONFIDENCE,
+            n_resamples=n_resamples,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    return Interval(mean, float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of per-prompt differences B − A, its interval and a two-sided bootstrap p-value."""
+
+    interval: Interval
+    p_value: float
+    n: int
+
+
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], *, seed: int, n_resamples: int = DEFAULT_RESAMPLES
+) -> PairedDifference:
+    """Paired bootstrap of mean(b − a) over the same prompts.
+
+    The p-value is the two-sided share of resampled mean differences on the other side of 0,
+    doubled and capped at 1 (the percentile-bootstrap test).
+    """
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    interval = bootstrap_mean(diff, seed=seed, n_resamples=n_resamples)
+    if diff.size < 2 or np.all(diff == diff[0]):
+        p_value = 1.0 if diff.size == 0 or diff[0] == 0 else 0.0
+        return PairedDifference(interval, p_value, int(diff.size))
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(n_resamples, diff.size))].mean(axis=1)
+    tail = min((means <= 0).mean(), (means >= 0).mean())
+    return PairedDifference(interval, float(min(1.0, 2 * tail)), int(diff.size))

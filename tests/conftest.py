@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from selma.suites import DataLocator
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SELMA_BENCH_DATA") or REPO.parent / "shared" / "data")
+ANSWERS = DATA / "dsg" / "vqa_answers_release"
+
+if not (DATA / "dsg" / "dsg-1k-anns.csv").is_file():
+    raise RuntimeError(f"benchmark data not found at {DATA}: set SELMA_BENCH_DATA to ../shared/data")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs offline, in its own working directory, with its own cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SELMA_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SELMA_BENCH_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("SELMA_BENCH_DATA", raising=False)
+    monkeypatch.delenv("SELMA_BENCH_MIRROR", raising=False)
+
+
+@pytest.fixture
+def locator() -> DataLocator:
+    return DataLocator.from_env(DATA, offline=True)
+
+
+@pytest.fixture
+def data_copy(tmp_path: Path) -> Path:
+    """A writable copy of the small DSG and TIFA files, for tests that damage them."""
+    target = tmp_path / "data"
+    for sub in ("dsg", "tifa"):
+        shutil.copytree(DATA / sub, target / sub, ignore=shutil.ignore_patterns("vqa_answers_release"))
+    return target
