@@ -9,7 +9,8 @@ import pandas as pd
 
 from selma.errors import SelmaError
 from selma.results.schema import ScoreSummary
-from selma.results.store import make_provenance, now, read_summary, sha256_path, write_files
+from selma.results.store import make_provenance, now, read_summary, write_files
+from selma.suites.data import sha256_file
 
 
 def summaries_table(summaries: list[ScoreSummary]) -> pd.DataFrame:
@@ -80,7 +81,7 @@ def write_report(run_dirs: list[Path], out: Path) -> dict[str, Path]:
         .to_latex(caption=caption, label=f"tab:{summaries[0].suite}", hrules=True)
     )
     config = {"command": "report", "runs": [str(r) for r in run_dirs]}
-    inputs = {str(r / "summary.json"): sha256_path(r / "summary.json") for r in run_dirs}
+    inputs = {str(r / "summary.json"): sha256_file(r / "summary.json") for r in run_dirs}
     provenance = make_provenance(config, inputs, seed=0, started_at=started)
 
     def build(tmp: Path) -> None:

@@ -81,12 +81,19 @@ def test_non_numeric_dependencies_keep_numeric_parents_and_warn_once(
 
 def test_tifa160_records_tifa_source_ids(locator: DataLocator) -> None:
     suite = load_suite("tifa160", locator)
-    assert Counter(p.category for p in suite.prompts) == {"coco": 84, "partiprompt": 51, "paintskill": 15, "drawbench": 10}
+    assert Counter(p.category for p in suite.prompts) == {
+        "coco": 84,
+        "partiprompt": 51,
+        "paintskill": 15,
+        "drawbench": 10,
+    }
     assert all(str(p.meta["source_id"]).startswith(p.category) for p in suite.prompts)
 
 
 def test_tifa_question_file_from_a_user_given_path(locator: DataLocator) -> None:
-    custom = DataLocator.from_env(DATA, offline=True, overrides={"questions": DATA / "tifa/sample_question_answers.json"})
+    custom = DataLocator.from_env(
+        DATA, offline=True, overrides={"questions": DATA / "tifa/sample_question_answers.json"}
+    )
     suite = load_suite("tifa", custom, need=["questions"])
     assert len(suite.questions) == 19
     counting = [q for q in suite.questions if q.element_type == "counting"]
@@ -167,13 +174,16 @@ def test_user_suites_file_registers_a_suite(tmp_path: Path, locator: DataLocator
         suite_registry.cache_clear()
 
 
+VALID = "x:\n  title: t\n  description: d\n  source: s\n  license: l\n  format: f\n  files: {a: {path: p}}\n"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ("x:\n  title: t\n", "description"),
         ("x:\n  title: t\n  description: d\n  source: s\n  license: l\n  format: lines\n  files: {}\n", "files"),
-        ("x:\n  title: t\n  description: d\n  source: s\n  license: l\n  format: f\n  files: {a: {path: p}}\n  colour: 1\n", "colour"),
-        ("x:\n  title: t\n  description: d\n  source: s\n  license: l\n  format: f\n  files: {a: {path: p}}\n  n_prompts: many\n", "n_prompts"),
+        (f"{VALID}  colour: 1\n", "colour"),
+        (f"{VALID}  n_prompts: many\n", "n_prompts"),
     ],
 )
 def test_bad_suite_yaml_names_file_and_key(tmp_path: Path, body: str, field: str) -> None:

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ANSWERS, DATA
+
+from selma.errors import DataInputError, SelmaError
+from selma.rescore import RescoreRequest, rescore
+from selma.results.store import read_records, read_summary
+from selma.suites import DataLocator
+from selma.suites.data import sha256_file
+
+PALI = ANSWERS / "pali17b_dsg.csv"
+TIFA_SAMPLE = DATA / "tifa" / "sample_evaluation_result.json"
+
+
+def test_dsg_pali_sd21_reproduces_the_published_80_5(locator: DataLocator, tmp_path: Path) -> None:
+    result = rescore(RescoreRequest("dsg", PALI, t2i_model="sd2dot1"), locator, out=tmp_path / "run")
+    s = result.summary
+    assert round(s.score, 1) == 80.5
+    assert round(s.score_no_dependency, 1) == 82.9
+    assert s.n_prompts == 1060 and s.n_prompts_answered == 1059
+    assert set(s.by_category) == {"tifa", "paragraph", "relation", "count", "real_user", "pose", "defying", "text"}
+    prompts = read_records(result.run_dir, "prompts")
+    assert len(prompts) == 1060
+    assert next(p for p in prompts if p["prompt_id"] == "tifa160_134")["score"] == 0.0
+    # micro = mean over answered questions; by_category = mean of per-prompt scores within the category
+    questions = [q for q in read_records(result.run_dir, "questions") if q["prompt_id"] != "tifa160_134"]
+    assert s.n_questions == len(questions) == 8174
+    assert s.micro == pytest.approx(100 * sum(q["score"] for q in questions) / len(questions))
+    count = [p["score"] for p in prompts if p["category"] == "count"]
+    assert s.by_category["count"] == pytest.approx(sum(count) / len(count))
+    low, high = s.ci["score"]
+    assert low < s.score < high and high - low < 5
+    assert s.n_blank_answers == 69
+
+
+def test_dependency_rule_zeroes_children_of_a_failed_parent(locator: DataLocator, tmp_path: Path) -> None:
+    result = rescore(RescoreRequest("dsg", PALI, t2i_model="sd2dot1"), locator, out=tmp_path / "run")
+    questions = read_records(result.run_dir, "questions")
+    raw = {(q["prompt_id"], q["question_id"]): q["raw"] for q in questions}
+    zeroed = [q for q in questions if q["raw"] == 1 and q["score"] == 0]
+    assert zeroed, "the released answers contain children of failed parents"
+    for q in zeroed:
+        assert any(raw.get((q["prompt_id"], p), 0) == 0 for p in q["parents"])
+    for q in questions:
+        if q["raw"] == 1 and all(raw.get((q["prompt_id"], p), 0) == 1 for p in q["parents"]):
+            assert q["score"] == 1
+
+
+def test_tifa_sample_reproduces_81_25(locator: DataLocator, tmp_path: Path) -> None:
+    s = rescore(RescoreRequest("tifa", TIFA_SAMPLE), locator, out=tmp_path / "run").summary
+    official = json.loads(TIFA_SAMPLE.read_text())
+    assert s.score == pytest.approx(100 * official["tifa_average"])
+    assert s.score == pytest.approx(81.25)
+    assert s.stdev == pytest.approx(100 * official["tifa_stdev"])
+    assert s.by_element_type == pytest.approx({k: 100 * v for k, v in official["accuracy_by_type"].items()})
+    assert s.n_prompts == 2 and s.n_questions == 19
+
+
+def test_tifa_maps_free_form_answers_like_the_official_result(locator: DataLocator, tmp_path: Path) -> None:
+    result = rescore(RescoreRequest("tifa", TIFA_SAMPLE), locator, out=tmp_path / "run")
+    official = json.loads(TIFA_SAMPLE.read_text())["question_details"]
+    for record in read_records(result.run_dir, "questions"):
+        item = official[record["prompt_id"]][record["question_id"]]
+        assert record["matched"] == item["multiple_choice_vqa"]
+        assert record["score"] == item["scores"]
+
+
+def test_provenance_and_records_on_disk(locator: DataLocator, tmp_path: Path) -> None:
+    run = rescore(RescoreRequest("tifa", TIFA_SAMPLE, seed=7), locator, out=tmp_path / "run").run_dir
+    summary = json.loads((run / "summary.json").read_text())
+    prov = summary["provenance"]
+    assert prov["package_version"] and prov["seed"] == 7 and len(prov["config_hash"]) == 64
+    assert prov["config"]["suite"] == "tifa" and prov["config"]["matcher"] == "normalized"
+    assert prov["inputs"][str(TIFA_SAMPLE)] == sha256_file(TIFA_SAMPLE)
+    assert prov["inputs"][str(DATA / "tifa" / "tifa_v1.0_text_inputs.json")] == sha256_file(
+        DATA / "tifa" / "tifa_v1.0_text_inputs.json"
+    )
+    assert sorted(p.name for p in run.iterdir()) == ["prompts.jsonl", "questions.jsonl", "summary.json"]
+    assert read_summary(run).score == pytest.approx(81.25)
+
+
+def test_identical_rerun_is_reused_and_changed_setting_is_not(locator: DataLocator) -> None:
+    first = rescore(RescoreRequest("tifa", TIFA_SAMPLE), locator)
+    again = rescore(RescoreRequest("tifa", TIFA_SAMPLE), locator)
+    assert not first.cached and again.cached and again.run_dir == first.run_dir
+    other = rescore(RescoreRequest("tifa", TIFA_SAMPLE, seed=1), locator)
+    assert not other.cached and other.run_dir != first.run_dir
+    with pytest.raises(SelmaError, match="another configuration"):
+        rescore(RescoreRequest("tifa", TIFA_SAMPLE, seed=2), locator, out=first.run_dir)
+    forced = rescore(RescoreRequest("tifa", TIFA_SAMPLE, seed=2), locator, out=first.run_dir, force=True)
+    assert read_summary(forced.run_dir).provenance.seed == 2
+
+
+def test_confidence_intervals_are_deterministic_under_the_seed(locator: DataLocator, tmp_path: Path) -> None:
+    a = rescore(RescoreRequest("dsg", PALI, t2i_model="sd2dot1", seed=3), locator, out=tmp_path / "a").summary
+    b = rescore(RescoreRequest("dsg", PALI, t2i_model="sd2dot1", seed=3), locator, out=tmp_path / "b").summary
+    c = rescore(RescoreRequest("dsg", PALI, t2i_model="sd2dot1", seed=4), locator, out=tmp_path / "c").summary
+    assert a.ci == b.ci and a.ci != c.ci
+
+
+# --- bad inputs: one clear message naming file, row and field; no run directory left behind ---
+
+HEADER = "dsg_prompt_split,qg_model,t2i_model,item_id,question,question_id,dependency_id,answer\n"
+
+
+def _bad(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "answers.csv"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ["the file is empty"]),
+        (HEADER, ["header but no rows"]),
+        (
+            "item_id,question_id,reply\nwhoops_5,1,yes\n",
+            ["line 1 (header)", "field 'answer'", "missing column(s) answer"],
+        ),
+        (
+            HEADER + "whoops,dsg,sd2dot1,whoops_5,Q?,1,0,yes\nwhoops,dsg,sd2dot1,whoops_5,Q?,1,0,no\n",
+            ["line 3", "field 'question_id'", "duplicate id", "line 2"],
+        ),
+        (HEADER + "x,dsg,sd2dot1,nosuch_1,Q?,1,0,yes\n", ["line 2", "field 'item_id'", "unknown prompt 'nosuch_1'"]),
+        (HEADER + "whoops,dsg,sd2dot1,whoops_5,Q?,99,0,yes\n", ["line 2", "field 'question_id'", "no question '99'"]),
+    ],
+)
+def test_bad_answer_files(tmp_path: Path, locator: DataLocator, text: str, expected: list[str]) -> None:
+    path = _bad(tmp_path, text)
+    with pytest.raises(DataInputError) as info:
+        rescore(RescoreRequest("dsg", path), locator, out=tmp_path / "run")
+    message = str(info.value)
+    assert message.startswith(str(path))
+    for part in expected:
+        assert part in message
+    assert not (tmp_path / "run").exists()
+    assert not list(tmp_path.glob(".run.tmp-*"))
+
+
+def test_blank_answers_score_zero_or_fail_under_strict(tmp_path: Path, locator: DataLocator) -> None:
+    path = _bad(tmp_path, HEADER + "whoops,dsg,sd2dot1,whoops_5,Q?,1,0,yes\nwhoops,dsg,sd2dot1,whoops_5,Q?,2,1,\n")
+    s = rescore(RescoreRequest("dsg", path), locator, out=tmp_path / "run").summary
+    assert s.n_blank_answers == 1 and s.n_prompts_answered == 1
+    assert s.n_missing_answers == 1  # whoops_5 has 3 questions; question 3 has no row
+    with pytest.raises(DataInputError, match=r"line 3: field 'answer': blank answer"):
+        rescore(RescoreRequest("dsg", path, strict=True), locator, out=tmp_path / "strict")
+    assert not (tmp_path / "strict").exists()
+
+
+def test_nan_answer_in_tifa_json(tmp_path: Path, locator: DataLocator) -> None:
+    data = json.loads(TIFA_SAMPLE.read_text())
+    data["question_details"]["drawbench_52"]["are there cats?"]["free_form_vqa"] = 3
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataInputError) as info:
+        rescore(RescoreRequest("tifa", path), locator, out=tmp_path / "run")
+    assert "question_details.drawbench_52.'are there cats?'" in str(info.value)
+    assert "field 'free_form_vqa'" in str(info.value)
+    path.write_text(TIFA_SAMPLE.read_text().replace('"free_form_vqa": "yes"', '"free_form_vqa": NaN', 1))
+    with pytest.raises(DataInputError, match="blank answer"):
+        rescore(RescoreRequest("tifa", path, strict=True), locator, out=tmp_path / "run")
+    assert rescore(RescoreRequest("tifa", path), locator, out=tmp_path / "run").summary.n_blank_answers == 1
+
+
+def test_several_t2i_models_need_a_choice(locator: DataLocator, tmp_path: Path) -> None:
+    with pytest.raises(SelmaError, match="several t2i models .*mini-dalle.*--t2i-model"):
+        rescore(RescoreRequest("dsg", PALI), locator, out=tmp_path / "run")
+    with pytest.raises(SelmaError, match=r"no answers for t2i model 'sd9'"):
+        rescore(RescoreRequest("dsg", PALI, t2i_model="sd9"), locator, out=tmp_path / "run")
+
+
+def test_unknown_prompt_source_in_a_suite_file(data_copy: Path, tmp_path: Path) -> None:
+    path = data_copy / "dsg" / "dsg-1k-anns.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[5] = lines[5].replace("localized_narratives_95", "mystery_1", 1)
+    path.write_text("".join(lines))
+    locator = DataLocator.from_env(data_copy, offline=True, overrides={"questions": path})
+    with pytest.raises(DataInputError) as info:
+        rescore(RescoreRequest("dsg", PALI, t2i_model="sd2dot1"), locator, out=tmp_path / "run")
+    assert f"{path}: line 6: field 'item_id': unknown prompt source 'mystery'" in str(info.value)
+
+
+def test_tifa160_scores_other_t2i_models(locator: DataLocator, tmp_path: Path) -> None:
+    s = rescore(RescoreRequest("tifa160", PALI, t2i_model="mini-dalle"), locator, out=tmp_path / "run").summary
+    assert s.n_prompts == 160 and s.n_prompts_answered == 159
+    assert set(s.by_category) == {"coco", "partiprompt", "paintskill", "drawbench"}
+    with pytest.raises(
+        DataInputError, match="field 'item_id': unknown prompt 'stanford_paragraph_0' for suite 'tifa160'"
+    ):
+        rescore(RescoreRequest("tifa160", PALI, t2i_model="sd2dot1"), locator, out=tmp_path / "run2")
