@@ -168,7 +168,7 @@ def test_nan_answer_in_tifa_json(tmp_path: Path, locator: DataLocator) -> None:
 
 
 def test_several_t2i_models_need_a_choice(locator: DataLocator, tmp_path: Path) -> None:
-    with pytest.raises(SelmaError, match="several t2i models .*mini-dalle.*--t2i-model"):
+    with pytest.raises(SelmaError, match=r"several t2i models .*mini-dalle.*--t2i-model"):
         rescore(RescoreRequest("dsg", PALI), locator, out=tmp_path / "run")
     with pytest.raises(SelmaError, match=r"no answers for t2i model 'sd9'"):
         rescore(RescoreRequest("dsg", PALI, t2i_model="sd9"), locator, out=tmp_path / "run")
