@@ -59,10 +59,10 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
+def _table(rows: list[list[Any]], header: list[str], floatfmt: str | tuple[str, ...] = ".1f") -> str:
     from tabulate import tabulate
 
-    return tabulate(rows, headers=header, floatfmt=".1f")
+    return tabulate(rows, headers=header, floatfmt=floatfmt)
 
 
 def cmd_suites(args: argparse.Namespace) -> int:
@@ -144,7 +144,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         print(summary.model_dump_json(indent=2))
     else:
         low, high = summary.ci["score"]
-        print(f"{summary.suite} ({summary.metric}) {summary.label}: {summary.n_prompts} prompts")
+        print(f"{summary.label} on {summary.suite} ({summary.metric} rules): {summary.n_prompts} prompts")
         print(f"  score {summary.score:.1f}  [95% CI {low:.1f}, {high:.1f}]")
         if summary.metric == "dsg":
             no_dep, micro = summary.score_no_dependency, summary.micro
@@ -186,9 +186,7 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
         print(summary.model_dump_json(indent=2))
     else:
         rows = [[k, r.spearman, r.kendall, r.n, "yes/no only" if r.yes_no_only else ""] for k, r in results.items()]
-        from tabulate import tabulate
-
-        print(tabulate(rows, headers=["vqa/questions", "spearman", "kendall tau-b", "n", ""], floatfmt=".3f"))
+        print(_table(rows, ["vqa/questions", "spearman", "kendall tau-b", "n", ""], ".3f"))
         for note in notes:
             print(f"note: {note}")
     return 0
@@ -207,7 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"  A {a['label']}: {a['score']:.1f}\n  B {b['label']}: {b['score']:.1f}")
     rows = [["all", d["delta"], *d["ci"], d["p_value"]]]
     rows += [[k, v["delta"], *v["ci"], v["p_value"]] for k, v in result["by_category"].items()]
-    print(_table(rows, ["category", "B − A", "ci low", "ci high", "p"]))
+    print(_table(rows, ["category", "B − A", "ci low", "ci high", "p"], ("", ".1f", ".1f", ".1f", ".3f")))
     return 0
 
 

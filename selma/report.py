@@ -44,7 +44,7 @@ def figure(summaries: list[ScoreSummary], path: Path) -> None:
     categories = list(dict.fromkeys(c for s in summaries for c in s.by_category)) or ["all"]
     width = 0.8 / len(summaries)
     x = np.arange(len(categories))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(categories) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(categories) + 2), 4.5))
     for n, s in enumerate(summaries):
         if s.by_category:
             values = [s.by_category.get(c, np.nan) for c in categories]
@@ -58,8 +58,8 @@ def figure(summaries: list[ScoreSummary], path: Path) -> None:
     ax.set_ylabel(f"{summaries[0].metric.upper()} score (0-100), 95% CI")
     ax.set_title(f"{summaries[0].suite}: score by prompt category")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=min(4, len(summaries)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
