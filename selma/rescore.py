@@ -13,7 +13,7 @@ import numpy as np
 from selma import __version__
 from selma.answers import answer_formats, detect_format
 from selma.errors import SelmaError
-from selma.results.schema import ScoreSummary
+from selma.results.schema import Provenance, ScoreSummary
 from selma.results.store import config_hash, existing_run, make_provenance, now, write_run
 from selma.scoring.matchers import make_matcher
 from selma.scoring.qa import QARules, score_questions
@@ -111,7 +111,7 @@ def rescore(
         label=request.label or _default_label(answers.t2i_model, request.answers),
         seed=request.seed,
         n_resamples=request.n_resamples,
-        notes=list(suite.notes),
+        notes=[*suite.notes, *([f"{len(answers.blank)} blank answers scored 0"] if answers.blank else [])],
         n_blank=len(answers.blank),
         provenance=make_provenance(config, inputs, seed=request.seed, started_at=started),
     )
@@ -137,7 +137,7 @@ def summarize(
     n_resamples: int,
     notes: list[str],
     n_blank: int,
-    provenance: Any,
+    provenance: Provenance,
 ) -> ScoreSummary:
     """Aggregate per-prompt and per-question records into a :class:`ScoreSummary`."""
     scores = [r["score"] for r in prompt_records]

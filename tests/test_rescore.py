@@ -193,3 +193,14 @@ def test_tifa160_scores_other_t2i_models(locator: DataLocator, tmp_path: Path) -
         DataInputError, match="field 'item_id': unknown prompt 'stanford_paragraph_0' for suite 'tifa160'"
     ):
         rescore(RescoreRequest("tifa160", PALI, t2i_model="sd2dot1"), locator, out=tmp_path / "run2")
+
+
+def test_missing_answers_file(locator: DataLocator, tmp_path: Path) -> None:
+    with pytest.raises(SelmaError, match=r"nope.csv: no such answers file"):
+        rescore(RescoreRequest("dsg", tmp_path / "nope.csv"), locator, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_suites_without_questions_cannot_be_rescored(locator: DataLocator, tmp_path: Path) -> None:
+    with pytest.raises(SelmaError, match="suite 'drawbench' has no question-answer scoring"):
+        rescore(RescoreRequest("drawbench", PALI), locator, out=tmp_path / "run")

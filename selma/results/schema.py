@@ -43,7 +43,9 @@ class ScoreSummary(BaseModel):
     score_no_dependency: float
     micro: float = Field(description="mean over answered questions (SELMA's DSG convention)")
     stdev: float = Field(description="sample standard deviation of per-prompt scores")
-    ci: dict[str, list[float]] = Field(description="95% bootstrap intervals over prompts: score, micro-free keys")
+    ci: dict[str, list[float]] = Field(
+        description="95% bootstrap intervals over prompts of score and score_no_dependency"
+    )
     by_category: dict[str, float]
     by_category_ci: dict[str, list[float]]
     by_element_type: dict[str, float] = Field(description="mean over questions of each element type")

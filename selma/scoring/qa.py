@@ -65,9 +65,10 @@ def score_questions(
             matched = None if answer is None else matcher.match(answer, question.choices)
             raw[question.id] = int(matched is not None and matched == question.answer)
             rows.append((question, answer, matched, key in answers))
+        own: list[dict[str, Any]] = []
         for question, answer, matched, present in rows:
             zeroed = rules.use_dependencies and any(raw.get(parent, 0) == 0 for parent in question.parents)
-            question_records.append(
+            own.append(
                 {
                     "prompt_id": prompt.id,
                     "question_id": question.id,
@@ -82,8 +83,8 @@ def score_questions(
                     "score": 0 if zeroed else raw[question.id],
                 }
             )
-        n = len(rows)
-        own = question_records[len(question_records) - n :]
+        question_records.extend(own)
+        n = len(own)
         with_dep = 100.0 * sum(r["score"] for r in own) / n if answered and n else 0.0
         without = 100.0 * sum(r["raw"] for r in own) / n if answered and n else 0.0
         prompt_records.append(

@@ -151,26 +151,15 @@ def load_dsg_csv(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
 
 @loaders.register("tifa_json")
 def load_tifa_json(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
-    """TIFA v1.0: a prompt list ``[{id, caption}]`` and, when present, the question list."""
-    path = files["prompts"]
-    rows = read_json(path)
-    if not isinstance(rows, list) or not rows:
-        raise DataInputError("expected a non-empty JSON list of {id, caption}", path=path)
-    prompts: dict[str, Prompt] = {}
-    for i, row in enumerate(rows):
-        where = f"[{i}]"
-        if not isinstance(row, dict):
-            raise DataInputError("expected an object", path=path, row=where)
-        prompt_id = require_str(row.get("id"), path, where, "id")
-        if prompt_id in prompts:
-            raise DataInputError(f"duplicate id {prompt_id!r}", path=path, row=where, field="id")
-        text = require_str(row.get("caption"), path, where, "caption")
-        meta = {k: v for k, v in row.items() if k not in ("id", "caption")}
-        prompts[prompt_id] = Prompt(prompt_id, text, _source_of(prompt_id), MappingProxyType(meta))
+    """TIFA v1.0: a prompt list ``[{id, caption}]`` and, when present, the question list.
+
+    A prompt's category is its source (the id without its number: coco, partiprompt, ...).
+    """
+    prompts = read_json_prompts(files["prompts"], "id", "caption", category_from_id=True)
     questions = ()
     if "questions" in files:
-        questions = tuple(read_tifa_questions(files["questions"], set(prompts)))
-    return Loaded(tuple(prompts.values()), questions)
+        questions = tuple(read_tifa_questions(files["questions"], {p.id for p in prompts}))
+    return Loaded(prompts, questions)
 
 
 def read_tifa_questions(path: Path, known_prompts: set[str] | None = None) -> list[Question]:
@@ -267,18 +256,25 @@ def load_jsonl(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
 @loaders.register("json")
 def load_json_prompts(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
     """A JSON list of objects with an id field and a text field (options ``id``, ``text``)."""
-    opts = spec.options
-    path = files["prompts"]
+    return Loaded(read_json_prompts(files["prompts"], spec.options["id"], spec.options["text"]))
+
+
+def read_json_prompts(
+    path: Path, id_field: str, text_field: str, *, category_from_id: bool = False
+) -> tuple[Prompt, ...]:
+    """Prompts from a JSON list of objects; other fields of each object go to the prompt's meta."""
     rows = read_json(path)
     if not isinstance(rows, list) or not rows:
-        raise DataInputError("expected a non-empty JSON list", path=path)
+        raise DataInputError(f"expected a non-empty JSON list of {{{id_field}, {text_field}}}", path=path)
     prompts: dict[str, Prompt] = {}
     for i, row in enumerate(rows):
         where = f"[{i}]"
         if not isinstance(row, dict):
             raise DataInputError("expected an object", path=path, row=where)
-        prompt_id = require_str(row.get(opts["id"]), path, where, opts["id"])
+        prompt_id = require_str(row.get(id_field), path, where, id_field)
         if prompt_id in prompts:
-            raise DataInputError(f"duplicate id {prompt_id!r}", path=path, row=where, field=opts["id"])
-        prompts[prompt_id] = Prompt(prompt_id, require_str(row.get(opts["text"]), path, where, opts["text"]))
-    return Loaded(tuple(prompts.values()))
+            raise DataInputError(f"duplicate id {prompt_id!r}", path=path, row=where, field=id_field)
+        text = require_str(row.get(text_field), path, where, text_field)
+        meta = MappingProxyType({k: v for k, v in row.items() if k not in (id_field, text_field)})
+        prompts[prompt_id] = Prompt(prompt_id, text, _source_of(prompt_id) if category_from_id else None, meta)
+    return tuple(prompts.values())
