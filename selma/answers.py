@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ class Answers:
     answers: Mapping[tuple[str, str], str | None]
     t2i_model: str | None = None
     questions: tuple[Question, ...] = ()
-    blank: tuple[str, ...] = field(default=())
+    blank: tuple[str, ...] = ()
 
 
 AnswerReader = Callable[[Path, Suite, "str | None", bool], Answers]

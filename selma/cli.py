@@ -280,8 +280,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "action", None) == "show" and not args.name:
         parser.error("suites show needs a suite name")
-    if getattr(args, "action", None) == "list" and getattr(args, "name", None):
-        args.action = "show"
     logging.basicConfig(
         level=logging.ERROR if args.quiet else logging.WARNING, format="warning: %(message)s", stream=sys.stderr
     )

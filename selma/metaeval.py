@@ -182,6 +182,14 @@ def meta_evaluate(
         excluded = 0
         if qg == "dsg":
             check_unique(frame, path, ["t2i_model", "item_id", "question_id"])
+            bad = ~frame["question_id"].str.strip().str.fullmatch(r"\d+")
+            if bad.any():
+                raise DataInputError(
+                    f"expected an integer question id, got {frame.at[bad.idxmax(), 'question_id']!r}",
+                    path=path,
+                    row=line_of(frame, bad.idxmax()),
+                    field="question_id",
+                )
             answers = {
                 (r.t2i_model, r.item_id, str(int(r.question_id))): (r.answer if r.answer.strip() else None)
                 for r in frame.itertuples()

@@ -124,3 +124,14 @@ def test_meta_eval_cli_writes_results(tmp_path: Path, capsys: pytest.CaptureFixt
     assert on_disk["results"] == printed["results"]
     assert str(LIKERT) in on_disk["provenance"]["inputs"]
     assert (tmp_path / "meta" / "images.jsonl").read_text().count("\n") == 800 * 12
+
+
+def test_non_integer_dsg_question_id_names_line_and_field(tmp_path: Path) -> None:
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    rows = (ANSWERS / "mplug_dsg.csv").read_text().splitlines()
+    rows[2] = rows[2].replace(",Are there lights?,2,", ",Are there lights?,two,")
+    (answers / "mplug_dsg.csv").write_text("\n".join(rows) + "\n")
+    suite = load_suite("tifa160", DataLocator.from_env(DATA, offline=True))
+    with pytest.raises(DataInputError, match=r"mplug_dsg.csv: line 3: field 'question_id': expected an integer"):
+        meta_evaluate(LIKERT, answers, suite)
