@@ -1,0 +1,138 @@
+"""The model registry and resolution of a model reference to something ``from_pretrained`` loads.
+
+A reference is a registry name (``sd-v2``, ``tiny-sd1``, …) or a local diffusers directory. Real
+models resolve to their hub id (diffusers' cache, or ``HF_HUB_OFFLINE`` with a filled cache); tiny
+ones are built once into the selma-bench cache and then loaded through the same path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selma.errors import SelmaError
+from selma.registry import Registry
+from selma.suites.data import default_cache_dir
+
+MODELS_FILE = Path(__file__).with_name("models.yaml")
+FAMILIES = ("sd1", "sd2", "sdxl")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A base model: where it comes from, its architecture family and its generation defaults."""
+
+    name: str
+    family: str
+    resolution: int
+    prediction_type: str
+    steps: int
+    guidance_scale: float
+    hub_id: str | None = None
+    tiny: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model reference resolved: the spec and what to pass to ``from_pretrained``."""
+
+    spec: ModelSpec
+    source: str
+
+    @property
+    def is_local(self) -> bool:
+        """Whether ``source`` is a directory on disk."""
+        return Path(self.source).is_dir()
+
+
+@cache
+def model_registry() -> Registry[ModelSpec]:
+    """The model registry, read from ``models.yaml``."""
+    registry: Registry[ModelSpec] = Registry("model")
+    for name, entry in yaml.safe_load(MODELS_FILE.read_text(encoding="utf-8")).items():
+        registry.add(name, ModelSpec(name=name, **entry))
+    return registry
+
+
+def tiny_model_dir(name: str) -> Path:
+    """Where the tiny model ``name`` is built: ``<cache>/models/<name>``."""
+    return default_cache_dir() / "models" / name
+
+
+def resolve_model(ref: str) -> ResolvedModel:
+    """Resolve a registry name or a local diffusers directory; tiny models are built on first use."""
+    path = Path(ref)
+    if path.is_dir():
+        return ResolvedModel(spec_from_directory(path), str(path))
+    registry = model_registry()
+    if ref not in registry:
+        raise SelmaError(
+            f"unknown model {ref!r}: not a local diffusers directory, and not one of: {', '.join(registry.names())}"
+        )
+    spec = registry.get(ref)
+    if spec.tiny:
+        from selma.models.tiny import save_tiny_pipeline
+
+        target = tiny_model_dir(ref)
+        if not (target / "model_index.json").is_file():
+            save_tiny_pipeline(spec.family, spec.prediction_type, target)
+        return ResolvedModel(spec, str(target))
+    assert spec.hub_id is not None
+    return ResolvedModel(spec, spec.hub_id)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SelmaError(f"{path}: cannot read ({exc})") from None
+
+
+def spec_from_directory(path: Path) -> ModelSpec:
+    """Infer family, native resolution and prediction type of a saved diffusers pipeline."""
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise SelmaError(f"{path}: not a diffusers pipeline directory (no model_index.json)")
+    pipeline_class = _read_json(index).get("_class_name", "")
+    family = "sdxl" if "XL" in pipeline_class else "sd1"
+    unet = _read_json(path / "unet" / "config.json")
+    vae = _read_json(path / "vae" / "config.json")
+    scheduler = _read_json(path / "scheduler" / "scheduler_config.json")
+    if family == "sd1" and unet.get("use_linear_projection"):
+        family = "sd2"
+    scale = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+    base = model_registry().get("sdxl-base" if family == "sdxl" else "sd-v1-5")
+    return replace(
+        base,
+        name=str(path),
+        family=family,
+        hub_id=None,
+        tiny=False,
+        resolution=int(unet.get("sample_size", 64)) * scale,
+        prediction_type=scheduler.get("prediction_type", "epsilon"),
+    )
+
+
+def load_pipeline(model: ResolvedModel, *, device: str = "cpu", dtype: Any = None) -> Any:
+    """Load the pipeline of ``model`` with diffusers' ``DiffusionPipeline.from_pretrained``.
+
+    The safety checker is disabled, as in the official SELMA scripts.
+    """
+    from diffusers import DiffusionPipeline
+
+    kwargs: dict[str, Any] = {}
+    if dtype is not None:
+        kwargs["torch_dtype"] = dtype
+    if model.spec.family != "sdxl":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(model.source, **kwargs)
+    except OSError as exc:
+        raise SelmaError(f"cannot load model {model.spec.name!r} from {model.source}: {exc}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
