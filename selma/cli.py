@@ -220,6 +220,66 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the model registry."""
+    from dataclasses import asdict
+
+    from selma.models import model_registry
+
+    specs = [model_registry().get(name) for name in model_registry()]
+    if args.json:
+        _print_json([asdict(s) for s in specs])
+        return 0
+    rows = [
+        [
+            s.name,
+            s.hub_id or "(built offline, random weights)",
+            s.family,
+            s.resolution,
+            s.prediction_type,
+            s.steps,
+            s.guidance_scale,
+        ]
+        for s in specs
+    ]
+    print(_table(rows, ["model", "source", "family", "px", "prediction", "steps", "cfg"]))
+    print("Any local diffusers pipeline directory works too.")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Render images for a prompt file."""
+    from selma.generate import GenerationSettings, generate
+    from selma.prompts import read_prompt_file
+    from selma.variants import resolve_variant
+
+    prompts = read_prompt_file(args.prompts)
+    if args.limit:
+        prompts = prompts[: args.limit]
+    variant = resolve_variant(args.model, args.variant, workdir=args.workdir)
+    spec = variant.model.spec
+    settings = GenerationSettings(
+        model=spec.name,
+        variant=variant.key,
+        steps=args.steps or spec.steps,
+        guidance_scale=spec.guidance_scale if args.guidance_scale is None else args.guidance_scale,
+        resolution=args.resolution or spec.resolution,
+        images_per_prompt=args.images_per_prompt,
+        seed=args.seed,
+        dtype=args.dtype,
+    )
+    result = generate(
+        prompts,
+        settings,
+        args.out,
+        lambda: variant.load(device=args.device, dtype=args.dtype),
+        batch_size=args.batch_size,
+        prompt_file=args.prompts,
+    )
+    print(f"{result['rendered']} rendered, {result['skipped']} already present, {result['total']} in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
     data = _data_options()
@@ -267,6 +327,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=2000, metavar="N")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("models", help="list the model registry")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("generate", help="stage 2: images for a prompt file (resumable; accelerate launch shards it)")
+    p.add_argument("--prompts", required=True, type=Path, help="JSONL of {id, text} or one prompt per line")
+    p.add_argument("--model", required=True, help="registry name (see `models`) or a local diffusers directory")
+    p.add_argument(
+        "--variant", default="base", help="base, expert:<skill>, multi, merged[:<method>], gt:<name>, w2s:<weak>"
+    )
+    p.add_argument("--workdir", type=Path, default=Path("selma-work"), help="where variants' LoRAs live")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--steps", type=int, help="default: the model's")
+    p.add_argument("--guidance-scale", type=float, help="default: the model's")
+    p.add_argument("--resolution", type=int, help="default: the model's native resolution")
+    p.add_argument("--images-per-prompt", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="only the first N prompts")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
     p.add_argument("runs", nargs="+", type=Path)

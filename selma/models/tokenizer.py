@@ -44,6 +44,4 @@ def byte_level_clip_tokenizer(directory: Path, max_length: int = 77) -> object:
     from transformers import CLIPTokenizer
 
     vocab, merges = write_byte_level_clip_vocab(directory)
-    return CLIPTokenizer(
-        str(vocab), str(merges), model_max_length=max_length, pad_token="<|endoftext|>"
-    )
+    return CLIPTokenizer(str(vocab), str(merges), model_max_length=max_length, pad_token="<|endoftext|>")

@@ -1,0 +1,172 @@
+"""Stage 2: images for a prompt file, with per-image seeds, batching, resume and sharding.
+
+Each image's seed is derived from (run seed, prompt id, sample index) and passed as a list of
+generators, so an image does not depend on the batch it was rendered in nor on how many processes
+share the work. Under ``accelerate launch`` the pending images are split with
+``PartialState.split_between_processes``; every rank writes its own images, and the main process
+then writes ``metadata.jsonl`` (``datasets``' imagefolder format) for all images on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from selma import __version__
+from selma.errors import SelmaError
+from selma.prompts import PromptItem
+from selma.results.store import config_hash, make_provenance, now
+
+GENERATION = "generation.json"
+METADATA = "metadata.jsonl"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything that determines the images besides the prompts."""
+
+    model: str
+    steps: int
+    guidance_scale: float
+    resolution: int
+    images_per_prompt: int = 1
+    seed: int = 0
+    dtype: str = "float32"
+    variant: str = "base"
+
+
+def image_seed(run_seed: int, prompt_id: str, index: int) -> int:
+    """A 63-bit seed from (run seed, prompt id, sample index), independent of batching."""
+    digest = hashlib.sha256(f"{run_seed}\0{prompt_id}\0{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to render."""
+
+    prompt: PromptItem
+    index: int
+    seed: int
+
+    @property
+    def file_name(self) -> str:
+        """The image's file name inside the output folder."""
+        return f"images/{self.prompt.id}_{self.index:02d}.png"
+
+
+def plan(prompts: Sequence[PromptItem], settings: GenerationSettings) -> list[Job]:
+    """Every image of the run, in prompt order."""
+    return [
+        Job(prompt, k, image_seed(settings.seed, prompt.id, k))
+        for prompt in prompts
+        for k in range(settings.images_per_prompt)
+    ]
+
+
+def _record(job: Job, settings: GenerationSettings) -> dict[str, Any]:
+    return {
+        "file_name": job.file_name,
+        "text": job.prompt.text,
+        "prompt_id": job.prompt.id,
+        "sample_index": job.index,
+        "seed": job.seed,
+        "model": settings.model,
+        "steps": settings.steps,
+        "guidance_scale": settings.guidance_scale,
+        "resolution": settings.resolution,
+    }
+
+
+def check_output_dir(out: Path, digest: str) -> None:
+    """Refuse an output folder made with other settings (a stale result is never reused)."""
+    marker = out / GENERATION
+    if marker.is_file():
+        previous = json.loads(marker.read_text(encoding="utf-8"))["provenance"]["config_hash"]
+        if previous != digest:
+            raise SelmaError(
+                f"{out} holds images made with other settings (hash {previous[:12]}, now {digest[:12]}); "
+                "choose another --out"
+            )
+
+
+def generate(
+    prompts: Sequence[PromptItem],
+    settings: GenerationSettings,
+    out: Path,
+    load: Callable[[], Any],
+    *,
+    batch_size: int = 4,
+    prompt_file: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Render the images of ``prompts`` that ``out`` lacks; ``load`` returns the pipeline.
+
+    Returns counts of images rendered by this process and skipped as already present.
+    """
+    import torch
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    started = now()
+    state = PartialState()
+    config = {"command": "generate", **asdict(settings), "prompts": [asdict(p) for p in prompts]}
+    config["version"] = __version__
+    digest = config_hash(config)
+    check_output_dir(out, digest)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    jobs = plan(prompts, settings)
+    pending = [job for job in jobs if not (out / job.file_name).is_file()]
+    rendered = 0
+    with state.split_between_processes(pending) as mine:
+        if mine:
+            pipe = load()
+            bar = tqdm(total=len(mine), desc="generate", unit="img", disable=not (progress and state.is_main_process))
+            for start in range(0, len(mine), batch_size):
+                batch = mine[start : start + batch_size]
+                generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in batch]
+                images = pipe(
+                    prompt=[job.prompt.text for job in batch],
+                    num_inference_steps=settings.steps,
+                    guidance_scale=settings.guidance_scale,
+                    height=settings.resolution,
+                    width=settings.resolution,
+                    generator=generators,
+                ).images
+                for job, image in zip(batch, images, strict=True):
+                    tmp = out / f"{job.file_name}.part"
+                    image.save(tmp, format="PNG")
+                    tmp.replace(out / job.file_name)
+                rendered += len(batch)
+                bar.update(len(batch))
+            bar.close()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        write_metadata(out, jobs, settings)
+        provenance = make_provenance(config, _inputs(prompt_file), seed=settings.seed, started_at=started)
+        (out / GENERATION).write_text(
+            json.dumps(
+                {"settings": asdict(settings), "n_images": len(jobs), "provenance": provenance.model_dump()}, indent=2
+            ),
+            encoding="utf-8",
+        )
+    state.wait_for_everyone()
+    return {"rendered": rendered, "skipped": len(jobs) - len(pending), "total": len(jobs)}
+
+
+def _inputs(prompt_file: Path | None) -> dict[str, str]:
+    from selma.suites.data import sha256_file
+
+    return {str(prompt_file): sha256_file(prompt_file)} if prompt_file else {}
+
+
+def write_metadata(out: Path, jobs: Sequence[Job], settings: GenerationSettings) -> None:
+    """``metadata.jsonl`` for every image on disk, in prompt order (independent of the ranks)."""
+    lines = [json.dumps(_record(job, settings)) for job in jobs if (out / job.file_name).is_file()]
+    tmp = out / f"{METADATA}.part"
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(out / METADATA)

@@ -1,0 +1,434 @@
+"""Stage 3: one LoRA on an image-text dataset, following diffusers' ``train_text_to_image_lora``.
+
+The paper's defaults (``TrainConfig``): rank 128, alpha 128, UNet attention ``to_q/to_k/to_v/to_out.0``,
+AdamW at 3e-4 constant, gradient clipping 1.0, effective batch 64 (16 x 4 accumulation), 5,000
+steps (SDXL 10,000 at 1024 px), fp16 mixed precision on a GPU, seed 42. Epsilon or v-prediction
+comes from the model's scheduler config; SDXL gets its time ids and both text encoders.
+Checkpoints (``checkpoint-N``: the LoRA, optimizer, scheduler and RNG states) every N steps, the
+newest K kept; ``resume="latest"`` continues from the newest one. The output
+``pytorch_lora_weights.safetensors`` loads with plain diffusers ``load_lora_weights``, its alpha
+stored as adapter metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selma import __version__
+from selma.errors import SelmaError
+from selma.models import ResolvedModel
+from selma.results.store import config_hash, make_provenance, now
+
+LORA_FILE = "pytorch_lora_weights.safetensors"
+TRAINING = "training.json"
+TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one LoRA run (the defaults are the paper's SD v1.4/v2 recipe)."""
+
+    rank: int = 128
+    alpha: int = 128
+    target_modules: tuple[str, ...] = TARGET_MODULES
+    learning_rate: float = 3e-4
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    train_batch_size: int = 16
+    gradient_accumulation_steps: int = 4
+    max_train_steps: int = 5000
+    resolution: int | None = None  # default: the model's native resolution
+    random_flip: bool = True
+    mixed_precision: str = "auto"  # fp16 on a GPU, none on a CPU
+    seed: int = 42
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: int | None = None
+    cache: bool = False  # cache VAE latents (both flips) and text embeddings
+    image_column: str = "image"
+    caption_column: str = "text"
+    limit: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Settings that may change between an interrupted run and its resumption.
+_RESUMABLE = ("max_train_steps", "checkpointing_steps", "checkpoints_total_limit")
+
+
+def _identity(model: ResolvedModel, data: list[str], config: TrainConfig) -> dict[str, Any]:
+    settings = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE}
+    return {"model": model.spec.name, "source": model.source, "data": data, "config": settings, "version": __version__}
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder in ``out``."""
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return checkpoints[-1] if checkpoints else None
+
+
+def train_lora(
+    model: ResolvedModel,
+    data: list[str],
+    out: Path,
+    config: TrainConfig,
+    *,
+    resume: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a LoRA on ``data`` (image folders or ``datasets`` sources) into ``out``.
+
+    A finished run with the same settings is not repeated; one with other settings is refused.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import cast_training_params
+    from peft import LoraConfig
+    from tqdm.auto import tqdm
+
+    from selma.train_data import load_image_text_dataset, prepare_image
+
+    started = now()
+    identity = _identity(model, data, config)
+    digest = config_hash(identity)
+    previous = _read_training(out)
+    if previous is not None:
+        if previous["config_hash"] != digest:
+            raise SelmaError(f"{out} holds a LoRA trained with other settings; choose another --out")
+        if previous["steps"] >= config.max_train_steps and (out / LORA_FILE).is_file():
+            return previous
+    if resume is None and latest_checkpoint(out) is not None:
+        raise SelmaError(f"{out} has checkpoints of an unfinished run: pass --resume latest, or choose another --out")
+
+    cuda = torch.cuda.is_available() and device != "cpu"
+    precision = config.mixed_precision if config.mixed_precision != "auto" else ("fp16" if cuda else "no")
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=precision,
+        cpu=not cuda,
+        project_config=ProjectConfiguration(project_dir=str(out)),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+    )
+    set_seed(config.seed)
+    parts = _load_components(model, accelerator.device)
+    unet, vae = parts["unet"], parts["vae"]
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    for name in ("vae", "text_encoder", "text_encoder_2", "unet"):
+        if parts.get(name) is not None:
+            parts[name].to(accelerator.device, **({"dtype": weight_dtype} if precision != "no" else {}))
+    lora_config = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        init_lora_weights="gaussian",
+        target_modules=list(config.target_modules),
+    )
+    unet.add_adapter(lora_config)
+    if precision != "no":
+        cast_training_params(unet, dtype=torch.float32)
+    noise_scheduler = DDPMScheduler.from_pretrained(model.source, subfolder="scheduler")
+    resolution = config.resolution or model.spec.resolution
+    sdxl = model.spec.family == "sdxl"
+
+    dataset = load_image_text_dataset(
+        data, image_column=config.image_column, caption_column=config.caption_column, limit=config.limit
+    )
+    encoder = _TextEncoder(parts, accelerator.device)
+    cache = _Cache(dataset, vae, encoder, resolution, weight_dtype) if config.cache else None
+
+    def collate(indices: list[int]) -> list[int]:
+        return indices
+
+    loader = torch.utils.data.DataLoader(
+        list(range(len(dataset))), batch_size=config.train_batch_size, shuffle=True, collate_fn=collate
+    )
+    params = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+    )
+    lr_scheduler = get_scheduler(
+        config.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=config.max_train_steps * accelerator.num_processes,
+    )
+    _register_hooks(accelerator, unet, lora_config, sdxl)
+    unet, optimizer, loader, lr_scheduler = accelerator.prepare(unet, optimizer, loader, lr_scheduler)
+
+    updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    global_step, first_epoch, skip = 0, 0, 0
+    if resume is not None:
+        checkpoint = latest_checkpoint(out) if resume == "latest" else Path(resume)
+        if checkpoint is not None:
+            accelerator.load_state(str(checkpoint))
+            global_step = int(checkpoint.name.split("-")[1])
+            first_epoch = global_step // updates_per_epoch
+            skip = (global_step % updates_per_epoch) * config.gradient_accumulation_steps
+
+    bar = tqdm(
+        total=config.max_train_steps,
+        initial=global_step,
+        desc=f"train {out.name}",
+        disable=not (progress and accelerator.is_main_process),
+    )
+    losses: list[float] = list(previous["losses"][:global_step]) if previous and global_step else []
+    epochs = math.ceil(config.max_train_steps / updates_per_epoch)
+    for epoch in range(first_epoch, epochs):
+        unet.train()
+        batches = accelerator.skip_first_batches(loader, skip) if epoch == first_epoch and skip else loader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        accumulated = 0.0
+        for indices in batches:
+            with accelerator.accumulate(unet):
+                flips = (torch.rand(len(indices)) < 0.5).tolist() if config.random_flip else [False] * len(indices)
+                if cache is not None:
+                    latents, hidden, pooled, time_ids = cache.batch(indices, flips)
+                else:
+                    latents, hidden, pooled, time_ids = _encode_batch(
+                        dataset, indices, flips, vae, encoder, resolution, prepare_image, weight_dtype
+                    )
+                noise = torch.randn_like(latents)
+                timesteps = torch.randint(
+                    0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=latents.device
+                ).long()
+                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+                if noise_scheduler.config.prediction_type == "v_prediction":
+                    target = noise_scheduler.get_velocity(latents, noise, timesteps)
+                else:
+                    target = noise
+                kwargs = {}
+                if sdxl:
+                    kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids}
+                pred = unet(noisy, timesteps, hidden, return_dict=False, **kwargs)[0]
+                loss = torch.nn.functional.mse_loss(pred.float(), target.float(), reduction="mean")
+                accumulated += accelerator.gather(loss.detach()).mean().item() / config.gradient_accumulation_steps
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                global_step += 1
+                losses.append(accumulated)
+                accumulated = 0.0
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                if global_step % config.checkpointing_steps == 0 and accelerator.is_main_process:
+                    _prune_checkpoints(out, config.checkpoints_total_limit)
+                    accelerator.save_state(str(out / f"checkpoint-{global_step}"))
+                if global_step >= config.max_train_steps:
+                    break
+        if global_step >= config.max_train_steps:
+            break
+    bar.close()
+    accelerator.wait_for_everyone()
+    result: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        _save_lora(accelerator.unwrap_model(unet), out, sdxl)
+        provenance = make_provenance(identity, {}, seed=config.seed, started_at=started)
+        result = {
+            "config_hash": digest,
+            "steps": global_step,
+            "model": model.spec.name,
+            "family": model.spec.family,
+            "data": data,
+            "n_examples": len(dataset),
+            "losses": losses,
+            "train_config": asdict(config),
+            "provenance": provenance.model_dump(),
+        }
+        (out / TRAINING).write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    accelerator.end_training()
+    return result
+
+
+def _read_training(out: Path) -> dict[str, Any] | None:
+    path = out / TRAINING
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _prune_checkpoints(out: Path, limit: int | None) -> None:
+    """Keep at most ``limit - 1`` checkpoints before a new one is saved (diffusers' convention)."""
+    if limit is None:
+        return
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    for old in checkpoints[: max(0, len(checkpoints) - limit + 1)]:
+        shutil.rmtree(old)
+
+
+def _load_components(model: ResolvedModel, device: Any) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
+
+    source = model.source
+    parts: dict[str, Any] = {
+        "tokenizer": AutoTokenizer.from_pretrained(source, subfolder="tokenizer", use_fast=False),
+        "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder"),
+        "vae": AutoencoderKL.from_pretrained(source, subfolder="vae"),
+        "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet"),
+        "sdxl": model.spec.family == "sdxl",
+    }
+    if parts["sdxl"]:
+        parts["tokenizer_2"] = AutoTokenizer.from_pretrained(source, subfolder="tokenizer_2", use_fast=False)
+        parts["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(source, subfolder="text_encoder_2")
+    for name in ("vae", "text_encoder", "text_encoder_2", "unet"):
+        if name in parts:
+            parts[name].requires_grad_(False)
+    return parts
+
+
+class _TextEncoder:
+    """Frozen text encoding: SD's last hidden state, or SDXL's two penultimate states and pooled output."""
+
+    def __init__(self, parts: dict[str, Any], device: Any) -> None:
+        self.parts = parts
+        self.device = device
+
+    def __call__(self, captions: list[str]) -> tuple[Any, Any]:
+        import torch
+
+        def ids(tokenizer: Any) -> Any:
+            return tokenizer(
+                captions,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(self.device)
+
+        with torch.no_grad():
+            if not self.parts["sdxl"]:
+                return self.parts["text_encoder"](ids(self.parts["tokenizer"]), return_dict=False)[0], None
+            first = self.parts["text_encoder"](ids(self.parts["tokenizer"]), output_hidden_states=True)
+            second = self.parts["text_encoder_2"](ids(self.parts["tokenizer_2"]), output_hidden_states=True)
+            hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+            return hidden, second.text_embeds
+
+
+def _time_ids(prepared: Any, resolution: int) -> list[int]:
+    return [*prepared.original_size, *prepared.crop_top_left, resolution, resolution]
+
+
+def _encode_batch(
+    dataset: Any,
+    indices: list[int],
+    flips: list[bool],
+    vae: Any,
+    encoder: _TextEncoder,
+    resolution: int,
+    prepare: Any,
+    dtype: Any,
+) -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    rows = [dataset[i] for i in indices]
+    prepared = [prepare(row["image"], resolution) for row in rows]
+    pixels = torch.stack([p.pixels.flip(-1) if f else p.pixels for p, f in zip(prepared, flips, strict=True)])
+    with torch.no_grad():
+        latents = vae.encode(pixels.to(vae.device, dtype=dtype)).latent_dist.sample() * vae.config.scaling_factor
+    hidden, pooled = encoder([row["text"] for row in rows])
+    time_ids = torch.tensor([_time_ids(p, resolution) for p in prepared], device=latents.device, dtype=hidden.dtype)
+    return latents, hidden, pooled, time_ids
+
+
+class _Cache:
+    """VAE latent distributions of each image (unflipped and flipped) and text embeddings, computed once."""
+
+    def __init__(self, dataset: Any, vae: Any, encoder: _TextEncoder, resolution: int, dtype: Any) -> None:
+        import torch
+
+        from selma.train_data import prepare_image
+
+        self.vae = vae
+        self.items = []
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                row = dataset[i]
+                prepared = prepare_image(row["image"], resolution)
+                pixels = torch.stack([prepared.pixels, prepared.pixels.flip(-1)]).to(vae.device, dtype=dtype)
+                dist = vae.encode(pixels).latent_dist
+                hidden, pooled = encoder([row["text"]])
+                self.items.append(
+                    (
+                        dist.mean,
+                        dist.std,
+                        hidden[0],
+                        None if pooled is None else pooled[0],
+                        _time_ids(prepared, resolution),
+                    )
+                )
+
+    def batch(self, indices: list[int], flips: list[bool]) -> tuple[Any, Any, Any, Any]:
+        import torch
+
+        means = torch.stack([self.items[i][0][int(f)] for i, f in zip(indices, flips, strict=True)])
+        stds = torch.stack([self.items[i][1][int(f)] for i, f in zip(indices, flips, strict=True)])
+        latents = (means + stds * torch.randn_like(means)) * self.vae.config.scaling_factor
+        hidden = torch.stack([self.items[i][2] for i in indices])
+        pooled = None if self.items[0][3] is None else torch.stack([self.items[i][3] for i in indices])
+        time_ids = torch.tensor([self.items[i][4] for i in indices], device=latents.device, dtype=hidden.dtype)
+        return latents, hidden, pooled, time_ids
+
+
+def _pipeline_class(sdxl: bool) -> Any:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
+
+
+def _save_lora(unet: Any, directory: Path, sdxl: bool) -> None:
+    from peft.utils import get_peft_model_state_dict
+
+    directory.mkdir(parents=True, exist_ok=True)
+    _pipeline_class(sdxl).save_lora_weights(
+        save_directory=str(directory),
+        unet_lora_layers=get_peft_model_state_dict(unet),
+        safe_serialization=True,
+        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+    )
+
+
+def _register_hooks(accelerator: Any, unet: Any, lora_config: Any, sdxl: bool) -> None:
+    """Checkpoints hold the LoRA (not the whole UNet) beside accelerate's optimizer and RNG states."""
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft.utils import set_peft_model_state_dict
+
+    unet_type = type(accelerator.unwrap_model(unet))
+
+    def save_hook(models: list[Any], weights: list[Any], output_dir: str) -> None:
+        for model in models:
+            if isinstance(accelerator.unwrap_model(model), unet_type):
+                _save_lora(accelerator.unwrap_model(model), Path(output_dir), sdxl)
+            if weights:
+                weights.pop()
+
+    def load_hook(models: list[Any], input_dir: str) -> None:
+        while models:
+            model = accelerator.unwrap_model(models.pop())
+            state, _ = _pipeline_class(sdxl).lora_state_dict(input_dir)
+            state = {k.replace("unet.", "", 1): v for k, v in state.items() if k.startswith("unet.")}
+            incompatible = set_peft_model_state_dict(
+                model, convert_unet_state_dict_to_peft(state), adapter_name="default"
+            )
+            if incompatible is not None and getattr(incompatible, "unexpected_keys", None):
+                raise SelmaError(f"{input_dir}: unexpected LoRA keys {incompatible.unexpected_keys[:3]}")
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
