@@ -1,0 +1,64 @@
+"""Reading diffusers LoRA files into peft configs and state dicts, with architecture checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from selma.errors import SelmaError
+
+LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+def pipeline_class(family: str) -> Any:
+    """The diffusers pipeline class of a model family (its LoRA loader and saver)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+
+
+def read_unet_lora(directory: Path, family: str) -> tuple[Any, dict[str, Any]]:
+    """The ``LoraConfig`` and peft-format UNet state dict of a LoRA saved by ``save_lora_weights``."""
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft import LoraConfig
+
+    if not (directory / LORA_FILE).is_file():
+        raise SelmaError(f"{directory}: no {LORA_FILE}")
+    state, _, metadata = pipeline_class(family).lora_state_dict(str(directory), return_lora_metadata=True)
+    unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    if not unet_state:
+        raise SelmaError(f"{directory / LORA_FILE}: holds no UNet LoRA weights")
+    options = {k.removeprefix("unet."): v for k, v in (metadata or {}).items() if k.startswith("unet.")}
+    if not options:
+        raise SelmaError(f"{directory / LORA_FILE}: no adapter metadata (rank, alpha); save it with selma-bench")
+    known = set(LoraConfig.__dataclass_fields__)
+    config = LoraConfig(**{k: v for k, v in options.items() if k in known})
+    return config, convert_unet_state_dict_to_peft(unet_state)
+
+
+def load_into(model: Any, state: dict[str, Any], adapter_name: str, source: Path) -> None:
+    """Load a peft state dict into an adapter of ``model``; another architecture's LoRA is an error."""
+    from peft import PeftModel
+    from peft.utils import set_peft_model_state_dict
+
+    if isinstance(model, PeftModel):
+        state = {f"base_model.model.{k}": v for k, v in state.items()}
+    try:
+        result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
+    except RuntimeError as exc:  # shape mismatch
+        raise SelmaError(f"{source}: a LoRA of another architecture ({str(exc).splitlines()[0][:200]})") from None
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) or [] if "lora_" in k]
+    if unexpected:
+        raise SelmaError(f"{source}: a LoRA of another architecture (unknown layers such as {unexpected[0]})")
+
+
+def save_unet_lora(state: dict[str, Any], config: Any, directory: Path, family: str) -> Path:
+    """Save a UNet LoRA as ``pytorch_lora_weights.safetensors`` with its config as metadata."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pipeline_class(family).save_lora_weights(
+        save_directory=str(directory),
+        unet_lora_layers=state,
+        safe_serialization=True,
+        unet_lora_adapter_metadata=config.to_dict(),
+    )
+    return directory / LORA_FILE
