@@ -280,8 +280,106 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one LoRA (an expert, the multi-skill baseline, a GT or weak-to-strong LoRA)."""
+    from selma.models import resolve_model
+    from selma.train import TrainConfig, train_lora
+    from selma.variants import variant_dir
+
+    model = resolve_model(args.model)
+    if (args.out is None) == (args.as_variant is None):
+        raise SelmaError("give exactly one of --out DIR and --as VARIANT")
+    out = args.out or variant_dir(args.workdir, model, args.as_variant)
+    if out is None:
+        raise SelmaError("--as base names no LoRA")
+    config = TrainConfig(
+        rank=args.rank,
+        alpha=args.alpha,
+        learning_rate=args.learning_rate,
+        train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_train_steps=args.steps or (10000 if model.spec.family == "sdxl" else 5000),
+        resolution=args.resolution,
+        mixed_precision=args.mixed_precision,
+        seed=args.seed,
+        checkpointing_steps=args.checkpointing_steps,
+        checkpoints_total_limit=args.checkpoints_total_limit,
+        cache=args.cache,
+        image_column=args.image_column,
+        caption_column=args.caption_column,
+        limit=args.limit,
+    )
+    result = train_lora(model, [str(d) for d in args.data], out, config, resume=args.resume, device=args.device)
+    if result:
+        print(
+            f"{out}: {result['steps']} steps on {result['n_examples']} examples; last loss {result['losses'][-1]:.4f}"
+        )
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Merge expert LoRAs."""
+    from selma.merge import merge_experts
+    from selma.models import resolve_model
+    from selma.variants import model_root, variant_dir
+
+    model = resolve_model(args.model)
+    if args.experts:
+        experts = dict(args.experts)
+    else:
+        found = sorted(p for p in (model_root(args.workdir, model) / "experts").glob("*") if p.is_dir())
+        experts = {p.name: p for p in found}
+    out = args.out or variant_dir(args.workdir, model, f"merged:{args.method}")
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    result = merge_experts(
+        model,
+        experts,
+        out,
+        method=args.method,
+        weights=weights,
+        density=args.density,
+        seed=args.seed,
+        svd_rank=args.svd_rank,
+        fused_pipeline=args.fused_pipeline,
+    )
+    print(f"{out}: {result['method']} merge of {', '.join(result['experts'])} at weights {result['weights']}")
+    return 0
+
+
+def cmd_datagen(args: argparse.Namespace) -> int:
+    """Write skill prompts with an LLM."""
+    from selma.datagen.backends import backends
+    from selma.datagen.run import generate_prompts
+    from selma.datagen.skills import BUILTIN_SKILLS, load_skills
+
+    skills = load_skills(BUILTIN_SKILLS)
+    if args.skills_file:
+        skills.update(load_skills(args.skills_file))
+    names = args.skills.split(",") if args.skills else list(skills)
+    unknown = [name for name in names if name not in skills]
+    if unknown:
+        raise SelmaError(f"unknown skill(s) {', '.join(unknown)}; known: {', '.join(skills)}")
+    if args.backend == "offline":
+        backend = backends.get("offline")()
+    elif args.backend == "transformers":
+        if not args.llm:
+            raise SelmaError("--backend transformers needs --llm PATH_OR_HUB_ID")
+        backend = backends.get("transformers")(args.llm, max_new_tokens=args.max_tokens, device=args.device)
+    else:
+        if not args.llm:
+            raise SelmaError("--backend openai needs --llm MODEL_NAME (and --base-url for a local server)")
+        backend = backends.get("openai")(
+            args.llm, base_url=args.base_url, chat=not args.completions, max_tokens=args.max_tokens
+        )
+    counts = generate_prompts([skills[n] for n in names], args.n, backend, args.out, seed=args.seed)
+    print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
+    from selma.merge import METHODS
+
     data = _data_options()
     parser = argparse.ArgumentParser(
         prog="selma-bench", description="Reproduce SELMA and score text-to-image models for faithfulness."
@@ -332,6 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("datagen", help="stage 1: skill prompts by in-context learning with an LLM (resumable)")
+    p.add_argument("--skills", help="comma-separated (default: all built-in skills)")
+    p.add_argument("--skills-file", type=Path, help="a YAML file of extra skills")
+    p.add_argument("--n", type=int, default=1000, help="prompts per skill")
+    p.add_argument("--backend", default="offline", choices=["offline", "transformers", "openai"])
+    p.add_argument("--llm", help="transformers: local path or hub id; openai: the model name")
+    p.add_argument("--base-url", help="an OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)")
+    p.add_argument("--completions", action="store_true", help="use the legacy completions endpoint, not chat")
+    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path, help="JSONL output; an existing file is resumed")
+    p.set_defaults(func=cmd_datagen)
+
     p = sub.add_parser("generate", help="stage 2: images for a prompt file (resumable; accelerate launch shards it)")
     p.add_argument("--prompts", required=True, type=Path, help="JSONL of {id, text} or one prompt per line")
     p.add_argument("--model", required=True, help="registry name (see `models`) or a local diffusers directory")
@@ -350,6 +462,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train", help="stage 3: train a LoRA (diffusers conventions, the paper's defaults)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, nargs="+", help="image folders with metadata.jsonl, or datasets sources")
+    p.add_argument("--out", type=Path, help="output folder")
+    p.add_argument("--as", dest="as_variant", help="or: expert:<skill>, multi, gt:<name>, w2s:<weak> in --workdir")
+    p.add_argument("--workdir", type=Path, default=Path("selma-work"))
+    p.add_argument("--rank", type=int, default=128)
+    p.add_argument("--alpha", type=int, default=128)
+    p.add_argument("--learning-rate", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--gradient-accumulation-steps", type=int, default=4)
+    p.add_argument("--steps", type=int, help="optimizer steps (default 5,000; SDXL 10,000)")
+    p.add_argument("--resolution", type=int, help="default: the model's native resolution")
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--checkpointing-steps", type=int, default=500)
+    p.add_argument("--checkpoints-total-limit", type=int)
+    p.add_argument("--resume", help="'latest' or a checkpoint folder")
+    p.add_argument("--cache", action="store_true", help="cache VAE latents (both flips) and text embeddings")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--caption-column", default="text")
+    p.add_argument("--limit", type=int, help="use the first N examples")
+    p.add_argument("--device", help="cpu to force the CPU")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("merge", help="stage 4: merge experts (paper: sum of ΔW at 1/N; peft combination types)")
+    p.add_argument("--model", required=True)
+    p.add_argument(
+        "--experts", nargs="+", type=_role_path, metavar="NAME=DIR", help="default: all experts in --workdir"
+    )
+    p.add_argument("--method", default="paper", choices=list(METHODS))
+    p.add_argument("--weights", help="comma-separated, default 1/N each")
+    p.add_argument("--density", type=float, help="for ties, dare_*, magnitude_prune (default 0.5)")
+    p.add_argument("--svd-rank", type=int)
+    p.add_argument("--seed", type=int, default=0, help="for dare_* random pruning")
+    p.add_argument("--out", type=Path, help="default: <workdir>/<model>/merged-<method>")
+    p.add_argument("--fused-pipeline", type=Path, help="also save a full pipeline with the merge fused in")
+    p.add_argument("--workdir", type=Path, default=Path("selma-work"))
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
     p.add_argument("runs", nargs="+", type=Path)
