@@ -376,6 +376,18 @@ def cmd_datagen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the whole recipe on a tiny model."""
+    from selma.demo import DemoConfig, run_demo
+
+    summary = run_demo(args.out, DemoConfig(model=args.model, train_steps=args.steps))
+    rows = [[name, info["lora"] or "-", info["images"]] for name, info in summary["variants"].items()]
+    print(_table(rows, ["variant", "LoRA", "images of held-out prompts"]))
+    print(f"stage timings (s): {summary['timings_s']}")
+    print(f"wrote {args.out / 'summary.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
     from selma.merge import METHODS
@@ -502,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fused-pipeline", type=Path, help="also save a full pipeline with the merge fused in")
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("demo", help="the whole SELMA recipe on a tiny model, on a CPU, in minutes")
+    p.add_argument("--out", type=Path, default=Path("selma-demo"))
+    p.add_argument("--model", default="tiny-sd1", choices=["tiny-sd1", "tiny-sd2", "tiny-sdxl"])
+    p.add_argument("--steps", type=int, default=20, help="training steps per LoRA")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
     p.add_argument("runs", nargs="+", type=Path)

@@ -1,8 +1,12 @@
 """Stage 2: images for a prompt file, with per-image seeds, batching, resume and sharding.
 
 Each image's seed is derived from (run seed, prompt id, sample index) and passed as a list of
-generators, so an image does not depend on the batch it was rendered in nor on how many processes
-share the work. Under ``accelerate launch`` the pending images are split with
+generators. Batches are fixed slices of the run's image list, and processes share out whole
+batches, so an image is computed the same way whatever the number of processes and however often
+the run was resumed: the results are identical byte for byte, given the same number of threads
+per process (``torchrun`` sets ``OMP_NUM_THREADS=1``). A different ``batch_size`` or thread count
+regroups the float arithmetic and can move a pixel by a level. Under ``accelerate launch``
+(GPUs) or ``torchrun`` (CPUs) the pending batches are split with
 ``PartialState.split_between_processes``; every rank writes its own images, and the main process
 then writes ``metadata.jsonl`` (``datasets``' imagefolder format) for all images on disk.
 """
@@ -113,21 +117,23 @@ def generate(
     from tqdm.auto import tqdm
 
     started = now()
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     config = {"command": "generate", **asdict(settings), "prompts": [asdict(p) for p in prompts]}
     config["version"] = __version__
     digest = config_hash(config)
     check_output_dir(out, digest)
     (out / "images").mkdir(parents=True, exist_ok=True)
     jobs = plan(prompts, settings)
-    pending = [job for job in jobs if not (out / job.file_name).is_file()]
+    batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
+    pending = [batch for batch in batches if any(not (out / job.file_name).is_file() for job in batch)]
+    missing = sum(1 for job in jobs if not (out / job.file_name).is_file())
     rendered = 0
     with state.split_between_processes(pending) as mine:
         if mine:
             pipe = load()
-            bar = tqdm(total=len(mine), desc="generate", unit="img", disable=not (progress and state.is_main_process))
-            for start in range(0, len(mine), batch_size):
-                batch = mine[start : start + batch_size]
+            total = sum(len(batch) for batch in mine)
+            bar = tqdm(total=total, desc="generate", unit="img", disable=not (progress and state.is_main_process))
+            for batch in mine:
                 generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in batch]
                 images = pipe(
                     prompt=[job.prompt.text for job in batch],
@@ -138,10 +144,12 @@ def generate(
                     generator=generators,
                 ).images
                 for job, image in zip(batch, images, strict=True):
+                    if (out / job.file_name).is_file():
+                        continue  # rendered by an earlier, interrupted run
                     tmp = out / f"{job.file_name}.part"
                     image.save(tmp, format="PNG")
                     tmp.replace(out / job.file_name)
-                rendered += len(batch)
+                    rendered += 1
                 bar.update(len(batch))
             bar.close()
     state.wait_for_everyone()
@@ -155,7 +163,7 @@ def generate(
             encoding="utf-8",
         )
     state.wait_for_everyone()
-    return {"rendered": rendered, "skipped": len(jobs) - len(pending), "total": len(jobs)}
+    return {"rendered": rendered, "skipped": len(jobs) - missing, "total": len(jobs)}
 
 
 def _inputs(prompt_file: Path | None) -> dict[str, str]:
