@@ -23,6 +23,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SELMA_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SELMA_BENCH_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     monkeypatch.delenv("SELMA_BENCH_DATA", raising=False)
     monkeypatch.delenv("SELMA_BENCH_MIRROR", raising=False)
 
@@ -39,3 +41,13 @@ def data_copy(tmp_path: Path) -> Path:
     for sub in ("dsg", "tifa"):
         shutil.copytree(DATA / sub, target / sub, ignore=shutil.ignore_patterns("vqa_answers_release"))
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The three tiny random-weight families, saved once per test session."""
+    from selma.models.tiny import save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("tiny")
+    families = {"tiny-sd1": ("sd1", "epsilon"), "tiny-sd2": ("sd2", "v_prediction"), "tiny-sdxl": ("sdxl", "epsilon")}
+    return {name: save_tiny_pipeline(family, pred, root / name) for name, (family, pred) in families.items()}

@@ -127,7 +127,7 @@ def load_pipeline(model: ResolvedModel, *, device: str = "cpu", dtype: Any = Non
 
     kwargs: dict[str, Any] = {}
     if dtype is not None:
-        kwargs["torch_dtype"] = dtype
+        kwargs["dtype"] = dtype
     if model.spec.family != "sdxl":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:

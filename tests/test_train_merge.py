@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selma.errors import DataInputError, SelmaError
+from selma.generate import GenerationSettings, generate
+from selma.lora_io import LORA_FILE
+from selma.merge import METHODS, merge_experts
+from selma.models import load_pipeline, resolve_model
+from selma.prompts import PromptItem
+from selma.train import TrainConfig, train_lora
+from selma.variants import resolve_variant, variant_dir
+
+SMALL = TrainConfig(
+    rank=4,
+    alpha=8,
+    train_batch_size=2,
+    gradient_accumulation_steps=2,
+    max_train_steps=4,
+    checkpointing_steps=2,
+    learning_rate=1e-2,
+)
+PROMPTS = [PromptItem(f"p{i}", t) for i, t in enumerate(["a red cat", "two blue dogs", "a green tree", "a boat"])]
+
+
+@pytest.fixture(scope="module")
+def images(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six images of the tiny SD1 model with metadata.jsonl."""
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    out = tmp_path_factory.mktemp("images")
+    settings = GenerationSettings(model="tiny-sd1", steps=2, guidance_scale=7.5, resolution=32, images_per_prompt=2)
+    generate(PROMPTS[:3], settings, out, lambda: load_pipeline(model), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def experts(tiny_models: dict[str, Path], images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    root = tmp_path_factory.mktemp("experts")
+    for name, seed in (("count", 1), ("color", 2)):
+        train_lora(model, [str(images)], root / name, replace(SMALL, seed=seed), progress=False)
+    return {"count": root / "count", "color": root / "color"}
+
+
+def _render(pipe: object, seed: int = 0) -> object:
+    return pipe(
+        "a red cat", num_inference_steps=2, generator=torch.Generator().manual_seed(seed), output_type="np"
+    ).images
+
+
+def test_lora_loads_in_plain_diffusers_with_its_alpha(tiny_models: dict[str, Path], experts: dict[str, Path]) -> None:
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(tiny_models["tiny-sd1"], safety_checker=None)
+    base = _render(pipe)
+    pipe.load_lora_weights(str(experts["count"]), adapter_name="count")
+    layer = pipe.unet.mid_block.attentions[0].transformer_blocks[0].attn2.to_k
+    assert layer.r["count"] == 4 and layer.scaling["count"] == pytest.approx(8 / 4)
+    assert abs(_render(pipe) - base).max() > 1e-3
+    record = json.loads((experts["count"] / "training.json").read_text())
+    assert record["steps"] == 4 and len(record["losses"]) == 4 and record["n_examples"] == 6
+    assert record["train_config"]["target_modules"] == ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def test_checkpoints_keep_the_newest_and_resume_exactly(
+    tiny_models: dict[str, Path], images: Path, tmp_path: Path
+) -> None:
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    config = replace(SMALL, max_train_steps=6, checkpoints_total_limit=2)
+    train_lora(model, [str(images)], tmp_path / "full", config, progress=False)
+    assert sorted(p.name for p in (tmp_path / "full").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
+    train_lora(model, [str(images)], tmp_path / "cut", replace(config, max_train_steps=4), progress=False)
+    with pytest.raises(SelmaError, match="--resume latest"):
+        train_lora(model, [str(images)], tmp_path / "cut", config, progress=False)
+    resumed = train_lora(model, [str(images)], tmp_path / "cut", config, resume="latest", progress=False)
+    assert resumed["steps"] == 6 and len(resumed["losses"]) == 6
+    full, cut = load_file(tmp_path / "full" / LORA_FILE), load_file(tmp_path / "cut" / LORA_FILE)
+    assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
+    with pytest.raises(SelmaError, match="other settings"):
+        train_lora(model, [str(images)], tmp_path / "full", replace(config, rank=8), progress=False)
+
+
+@pytest.mark.parametrize("name", ["tiny-sd2", "tiny-sdxl"])
+def test_v_prediction_and_sdxl_train_with_caching(
+    tiny_models: dict[str, Path], images: Path, tmp_path: Path, name: str
+) -> None:
+    model = resolve_model(str(tiny_models[name]))
+    result = train_lora(
+        model, [str(images)], tmp_path / name, replace(SMALL, max_train_steps=2, cache=True), progress=False
+    )
+    assert result["family"] == model.spec.family and len(result["losses"]) == 2
+    pipe = load_pipeline(model)
+    pipe.load_lora_weights(str(tmp_path / name))
+    assert _render(pipe).shape == (1, 32, 32, 3)
+
+
+def test_training_data_errors(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(DataInputError, match="image folder without metadata.jsonl"):
+        train_lora(model, [str(tmp_path / "bare")], tmp_path / "out", SMALL, progress=False)
+    assert not (tmp_path / "out" / LORA_FILE).exists()
+
+
+def test_paper_merge_equals_the_runtime_mix_of_experts(
+    tiny_models: dict[str, Path], experts: dict[str, Path], tmp_path: Path
+) -> None:
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    result = merge_experts(model, experts, tmp_path / "merged")
+    assert result["weights"] == [0.5, 0.5] and result["rank"] == 8  # cat: ranks add up
+    runtime = load_pipeline(model)
+    for name, folder in experts.items():
+        runtime.load_lora_weights(str(folder), adapter_name=name)
+    runtime.set_adapters(list(experts), [0.5, 0.5])
+    merged = load_pipeline(model)
+    merged.load_lora_weights(str(tmp_path / "merged"), adapter_name="merged")
+    base = _render(load_pipeline(model))
+    assert abs(_render(runtime) - _render(merged)).max() < 1e-5
+    assert abs(_render(merged) - base).max() > 1e-3
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "paper"])
+def test_every_peft_combination_type(
+    tiny_models: dict[str, Path], experts: dict[str, Path], tmp_path: Path, method: str
+) -> None:
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    result = merge_experts(model, experts, tmp_path / method, method=method, seed=3)
+    assert result["method"] == method and (tmp_path / method / LORA_FILE).is_file()
+    pipe = load_pipeline(model)
+    pipe.load_lora_weights(str(tmp_path / method))
+    assert _render(pipe).shape == (1, 32, 32, 3)
+    if method.startswith("dare"):  # random pruning is seeded
+        again = merge_experts(model, experts, tmp_path / f"{method}-again", method=method, seed=3)
+        first = load_file(tmp_path / method / LORA_FILE)
+        second = load_file(tmp_path / f"{method}-again" / LORA_FILE)
+        assert again["rank"] == result["rank"] and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_merge_refuses_bad_inputs(tiny_models: dict[str, Path], experts: dict[str, Path], tmp_path: Path) -> None:
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    with pytest.raises(SelmaError, match="at least 2 experts"):
+        merge_experts(model, {"count": experts["count"]}, tmp_path / "m")
+    with pytest.raises(SelmaError, match="not 'merged'"):
+        merge_experts(model, {"merged": experts["count"], "color": experts["color"]}, tmp_path / "m")
+    with pytest.raises(SelmaError, match="3 weights for 2 experts"):
+        merge_experts(model, experts, tmp_path / "m", weights=[1, 1, 1])
+    xl = resolve_model(str(tiny_models["tiny-sdxl"]))
+    with pytest.raises(SelmaError, match="a LoRA of another architecture"):
+        merge_experts(xl, experts, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_merged_lora_in_plain_diffusers_reproduces_selma_images(
+    tiny_models: dict[str, Path], experts: dict[str, Path], tmp_path: Path
+) -> None:
+    from diffusers import DiffusionPipeline
+
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    workdir = tmp_path / "work"
+    target = variant_dir(workdir, model, "merged:paper")
+    merge_experts(model, experts, target)
+    variant = resolve_variant(str(tiny_models["tiny-sd1"]), "merged", workdir=workdir)
+    settings = GenerationSettings(model="m", variant=variant.key, steps=3, guidance_scale=7.5, resolution=32, seed=5)
+    generate(PROMPTS, settings, tmp_path / "ours", variant.load, batch_size=1, progress=False)
+    plain = DiffusionPipeline.from_pretrained(tiny_models["tiny-sd1"], safety_checker=None)
+    plain.load_lora_weights(str(target))
+    plain.set_progress_bar_config(disable=True)
+    from selma.generate import image_seed
+
+    for prompt in PROMPTS:
+        generator = torch.Generator().manual_seed(image_seed(5, prompt.id, 0))
+        image = plain(
+            prompt.text, num_inference_steps=3, guidance_scale=7.5, height=32, width=32, generator=generator
+        ).images[0]
+        image.save(tmp_path / "plain.png")
+        assert (tmp_path / "plain.png").read_bytes() == (
+            tmp_path / "ours" / "images" / f"{prompt.id}_00.png"
+        ).read_bytes()
+
+
+def test_variants_resolve_or_explain(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(SelmaError, match="no LoRA at .*selma-bench train --as expert:count"):
+        resolve_variant(str(tiny_models["tiny-sd1"]), "expert:count", workdir=tmp_path)
+    with pytest.raises(SelmaError, match="needs a name"):
+        resolve_variant(str(tiny_models["tiny-sd1"]), "gt", workdir=tmp_path)
+    with pytest.raises(SelmaError, match="unknown variant 'lora'"):
+        resolve_variant(str(tiny_models["tiny-sd1"]), "lora", workdir=tmp_path)
+    assert resolve_variant(str(tiny_models["tiny-sd1"]), "base", workdir=tmp_path).key == "base"
+
+
+def test_lora_of_another_architecture_is_refused_at_load(
+    tiny_models: dict[str, Path], experts: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    xl = resolve_model(str(tiny_models["tiny-sdxl"]))
+    target = variant_dir(tmp_path, xl, "expert:count")
+    shutil.copytree(experts["count"], target)
+    variant = resolve_variant(str(tiny_models["tiny-sdxl"]), "expert:count", workdir=tmp_path)
+    with pytest.raises(SelmaError, match="another architecture"):
+        variant.load()
