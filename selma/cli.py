@@ -268,11 +268,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         dtype=args.dtype,
     )
+    device = args.device
+    if device == "cuda":  # one GPU per process under `accelerate launch`
+        from accelerate import PartialState
+
+        device = f"cuda:{PartialState().local_process_index}"
     result = generate(
         prompts,
         settings,
         args.out,
-        lambda: variant.load(device=args.device, dtype=args.dtype),
+        lambda: variant.load(device=device, dtype=args.dtype),
         batch_size=args.batch_size,
         prompt_file=args.prompts,
     )
