@@ -125,9 +125,12 @@ def train_lora(
     parts = _load_components(model, accelerator.device)
     unet, vae = parts["unet"], parts["vae"]
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    sdxl = model.spec.family == "sdxl"
     for name in ("vae", "text_encoder", "text_encoder_2", "unet"):
+        # SDXL's VAE overflows in fp16 (diffusers' SDXL script keeps it in fp32 too)
+        keep_fp32 = precision == "no" or (sdxl and name == "vae")
         if parts.get(name) is not None:
-            parts[name].to(accelerator.device, **({"dtype": weight_dtype} if precision != "no" else {}))
+            parts[name].to(accelerator.device, **({} if keep_fp32 else {"dtype": weight_dtype}))
     lora_config = LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,
@@ -139,7 +142,6 @@ def train_lora(
         cast_training_params(unet, dtype=torch.float32)
     noise_scheduler = DDPMScheduler.from_pretrained(model.source, subfolder="scheduler")
     resolution = config.resolution or model.spec.resolution
-    sdxl = model.spec.family == "sdxl"
 
     dataset = load_image_text_dataset(
         data, image_column=config.image_column, caption_column=config.caption_column, limit=config.limit
@@ -342,7 +344,8 @@ def _encode_batch(
     prepared = [prepare(row["image"], resolution) for row in rows]
     pixels = torch.stack([p.pixels.flip(-1) if f else p.pixels for p, f in zip(prepared, flips, strict=True)])
     with torch.no_grad():
-        latents = vae.encode(pixels.to(vae.device, dtype=dtype)).latent_dist.sample() * vae.config.scaling_factor
+        latents = vae.encode(pixels.to(vae.device, dtype=vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
+        latents = latents.to(dtype)
     hidden, pooled = encoder([row["text"] for row in rows])
     time_ids = torch.tensor([_time_ids(p, resolution) for p in prepared], device=latents.device, dtype=hidden.dtype)
     return latents, hidden, pooled, time_ids
@@ -356,13 +359,13 @@ class _Cache:
 
         from selma.train_data import prepare_image
 
-        self.vae = vae
+        self.vae, self.dtype = vae, dtype
         self.items = []
         with torch.no_grad():
             for i in range(len(dataset)):
                 row = dataset[i]
                 prepared = prepare_image(row["image"], resolution)
-                pixels = torch.stack([prepared.pixels, prepared.pixels.flip(-1)]).to(vae.device, dtype=dtype)
+                pixels = torch.stack([prepared.pixels, prepared.pixels.flip(-1)]).to(vae.device, dtype=vae.dtype)
                 dist = vae.encode(pixels).latent_dist
                 hidden, pooled = encoder([row["text"]])
                 self.items.append(
@@ -380,7 +383,7 @@ class _Cache:
 
         means = torch.stack([self.items[i][0][int(f)] for i, f in zip(indices, flips, strict=True)])
         stds = torch.stack([self.items[i][1][int(f)] for i, f in zip(indices, flips, strict=True)])
-        latents = (means + stds * torch.randn_like(means)) * self.vae.config.scaling_factor
+        latents = ((means + stds * torch.randn_like(means)) * self.vae.config.scaling_factor).to(self.dtype)
         hidden = torch.stack([self.items[i][2] for i in indices])
         pooled = None if self.items[0][3] is None else torch.stack([self.items[i][3] for i in indices])
         time_ids = torch.tensor([self.items[i][4] for i in indices], device=latents.device, dtype=hidden.dtype)

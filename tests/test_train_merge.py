@@ -205,3 +205,15 @@ def test_lora_of_another_architecture_is_refused_at_load(
     variant = resolve_variant(str(tiny_models["tiny-sdxl"]), "expert:count", workdir=tmp_path)
     with pytest.raises(SelmaError, match="another architecture"):
         variant.load()
+
+
+def test_fused_pipeline_export(tiny_models: dict[str, Path], experts: dict[str, Path], tmp_path: Path) -> None:
+    from diffusers import DiffusionPipeline
+
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    merge_experts(model, experts, tmp_path / "merged", fused_pipeline=tmp_path / "fused")
+    with_lora = load_pipeline(model)
+    with_lora.load_lora_weights(str(tmp_path / "merged"))
+    fused = DiffusionPipeline.from_pretrained(tmp_path / "fused", safety_checker=None)
+    assert not any("lora" in name for name, _ in fused.unet.named_parameters())
+    assert abs(_render(fused) - _render(with_lora)).max() < 1e-4
