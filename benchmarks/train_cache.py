@@ -33,9 +33,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         variant = resolve_variant(args.model)
-        spec = model.spec
         prompts = [PromptItem(f"p{i}", f"a photo of object number {i}") for i in range(args.images)]
-        settings = GenerationSettings(model=spec.name, steps=2, guidance_scale=7.5, resolution=spec.resolution)
+        settings = GenerationSettings.for_variant(variant, steps=2)
         generate(prompts, settings, root / "images", variant.load, progress=False)
         config = TrainConfig(rank=4, alpha=4, train_batch_size=4, gradient_accumulation_steps=1,
                              max_train_steps=args.steps, checkpointing_steps=10**9)  # fmt: skip

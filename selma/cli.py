@@ -257,13 +257,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.limit:
         prompts = prompts[: args.limit]
     variant = resolve_variant(args.model, args.variant, workdir=args.workdir)
-    spec = variant.model.spec
-    settings = GenerationSettings(
-        model=spec.name,
-        variant=variant.key,
-        steps=args.steps or spec.steps,
-        guidance_scale=spec.guidance_scale if args.guidance_scale is None else args.guidance_scale,
-        resolution=args.resolution or spec.resolution,
+    settings = GenerationSettings.for_variant(
+        variant,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        resolution=args.resolution,
         images_per_prompt=args.images_per_prompt,
         seed=args.seed,
         dtype=args.dtype,

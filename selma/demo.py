@@ -74,17 +74,9 @@ def run_demo(out: Path, config: DemoConfig = DemoConfig(), *, progress: bool = T
     clock = tick("datagen", clock)
 
     def render(ref: str, variant: str, prompts: list[PromptItem], folder: Path) -> Path:
-        chosen_variant = resolve_variant(ref, variant, workdir=workdir)
-        spec = chosen_variant.model.spec
-        settings = GenerationSettings(
-            model=spec.name,
-            variant=chosen_variant.key,
-            steps=spec.steps,
-            guidance_scale=spec.guidance_scale,
-            resolution=spec.resolution,
-            seed=config.seed,
-        )
-        generate(prompts, settings, folder, chosen_variant.load, progress=progress)
+        chosen = resolve_variant(ref, variant, workdir=workdir)
+        settings = GenerationSettings.for_variant(chosen, seed=config.seed)
+        generate(prompts, settings, folder, chosen.load, progress=progress)
         return folder
 
     images = {s: render(config.model, "base", items, out / "images" / s) for s, items in train_prompts.items()}

@@ -42,6 +42,31 @@ class GenerationSettings:
     dtype: str = "float32"
     variant: str = "base"
 
+    @classmethod
+    def for_variant(
+        cls,
+        variant: Any,
+        *,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        resolution: int | None = None,
+        images_per_prompt: int = 1,
+        seed: int = 0,
+        dtype: str = "float32",
+    ) -> GenerationSettings:
+        """Settings for a :class:`selma.variants.Variant`: its model's defaults unless overridden."""
+        spec = variant.model.spec
+        return cls(
+            model=spec.name,
+            variant=variant.key,
+            steps=steps or spec.steps,
+            guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,
+            resolution=resolution or spec.resolution,
+            images_per_prompt=images_per_prompt,
+            seed=seed,
+            dtype=dtype,
+        )
+
 
 def image_seed(run_seed: int, prompt_id: str, index: int) -> int:
     """A 63-bit seed from (run seed, prompt id, sample index), independent of batching."""
