@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from selma import __version__
 from selma.errors import SelmaError
 from selma.models import ResolvedModel
 from selma.results.store import config_hash, make_provenance, now
+from selma.train_data import load_image_text_dataset, prepare_image
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 TRAINING = "training.json"
@@ -57,7 +58,6 @@ class TrainConfig:
     image_column: str = "image"
     caption_column: str = "text"
     limit: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # Settings that may change between an interrupted run and its resumption.
@@ -97,8 +97,6 @@ def train_lora(
     from diffusers.training_utils import cast_training_params
     from peft import LoraConfig
     from tqdm.auto import tqdm
-
-    from selma.train_data import load_image_text_dataset, prepare_image
 
     started = now()
     identity = _identity(model, data, config)
@@ -203,7 +201,7 @@ def train_lora(
                     latents, hidden, pooled, time_ids = cache.batch(indices, flips)
                 else:
                     latents, hidden, pooled, time_ids = _encode_batch(
-                        dataset, indices, flips, vae, encoder, resolution, prepare_image, weight_dtype
+                        dataset, indices, flips, vae, encoder, resolution, weight_dtype
                     )
                 noise = torch.randn_like(latents)
                 timesteps = torch.randint(
@@ -335,13 +333,12 @@ def _encode_batch(
     vae: Any,
     encoder: _TextEncoder,
     resolution: int,
-    prepare: Any,
     dtype: Any,
 ) -> tuple[Any, Any, Any, Any]:
     import torch
 
     rows = [dataset[i] for i in indices]
-    prepared = [prepare(row["image"], resolution) for row in rows]
+    prepared = [prepare_image(row["image"], resolution) for row in rows]
     pixels = torch.stack([p.pixels.flip(-1) if f else p.pixels for p, f in zip(prepared, flips, strict=True)])
     with torch.no_grad():
         latents = vae.encode(pixels.to(vae.device, dtype=vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
@@ -356,8 +353,6 @@ class _Cache:
 
     def __init__(self, dataset: Any, vae: Any, encoder: _TextEncoder, resolution: int, dtype: Any) -> None:
         import torch
-
-        from selma.train_data import prepare_image
 
         self.vae, self.dtype = vae, dtype
         self.items = []

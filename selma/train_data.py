@@ -47,7 +47,7 @@ def load_image_text_dataset(
         data = data.select_columns([image_column, caption_column])
         if image_column != "image" or caption_column != "text":
             data = data.rename_columns({image_column: "image", caption_column: "text"})
-        parts.append(data.cast(data.features))
+        parts.append(data)
     if not parts:
         raise SelmaError("no training data given")
     combined = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]

@@ -44,11 +44,6 @@ class ResolvedModel:
     spec: ModelSpec
     source: str
 
-    @property
-    def is_local(self) -> bool:
-        """Whether ``source`` is a directory on disk."""
-        return Path(self.source).is_dir()
-
 
 @cache
 def model_registry() -> Registry[ModelSpec]:
