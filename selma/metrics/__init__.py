@@ -1,0 +1,1 @@
+"""Model-based scorers with the official conventions, on transformers."""

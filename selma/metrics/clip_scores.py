@@ -1,0 +1,140 @@
+"""CLIP-based preference scores: PickScore and HPS v2/v2.1 share one mechanism.
+
+Both L2-normalise CLIP image and text embeddings and scale their cosine: PickScore by the model's
+``logit_scale.exp()`` (PickScore's README), HPS by 100 (the HPS v2 benchmark convention; the
+``hpsv2.score`` API returns the raw cosine). Several images of one prompt can also be compared
+with a softmax over PickScores (preference probabilities).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from selma.metrics.base import MetricInfo, batched, register_metric
+
+log = logging.getLogger(__name__)
+
+LAION_VIT_H = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+
+
+class ClipScorer:
+    """Scaled cosine similarity of a CLIP model's projected image and text embeddings."""
+
+    def __init__(self, info: MetricInfo, model: Any, processor: Any, scale: str, *, device: str = "cpu",
+                 batch_size: int = 16) -> None:  # fmt: skip
+        self.info, self.model, self.processor = info, model.to(device).eval(), processor
+        self.scale, self.device, self.batch_size = scale, device, batch_size
+
+    def embeddings(self, images: Sequence[Any], prompts: Sequence[str]) -> tuple[Any, Any]:
+        """Normalised image and text embeddings (rows aligned with the inputs)."""
+        import torch
+
+        tokenizer = self.processor.tokenizer
+        lengths = [len(ids) for ids in tokenizer(list(prompts)).input_ids]
+        too_long = sum(n > tokenizer.model_max_length for n in lengths)
+        if too_long:
+            log.warning("%s: %d prompt(s) longer than %d tokens were truncated", self.info.name, too_long,
+                        tokenizer.model_max_length)  # fmt: skip
+        image_parts, text_parts = [], []
+        with torch.no_grad():
+            for chunk in batched(list(range(len(images))), self.batch_size):
+                pixels = self.processor.image_processor([images[i] for i in chunk], return_tensors="pt")
+                vision = self.model.vision_model(pixel_values=pixels.pixel_values.to(self.device))
+                image_parts.append(self.model.visual_projection(vision.pooler_output))
+                limit = tokenizer.model_max_length
+                text = tokenizer([prompts[i] for i in chunk], padding=True, truncation=True, max_length=limit,
+                                 return_tensors="pt").to(self.device)  # fmt: skip
+                encoded = self.model.text_model(input_ids=text.input_ids, attention_mask=text.attention_mask)
+                text_parts.append(self.model.text_projection(encoded.pooler_output))
+        image = torch.cat(image_parts).float()
+        text = torch.cat(text_parts).float()
+        return image / image.norm(dim=-1, keepdim=True), text / text.norm(dim=-1, keepdim=True)
+
+    def factor(self) -> float:
+        """The multiplier of the cosine: ``logit_scale.exp()`` or 100."""
+        return float(self.model.logit_scale.detach().exp()) if self.scale == "logit_scale" else 100.0
+
+    def score(self, images: Sequence[Any], prompts: Sequence[str]) -> list[float]:
+        """One scaled cosine per (image, prompt) pair."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        image, text = self.embeddings(images, prompts)
+        return (self.factor() * (image * text).sum(-1)).tolist()
+
+    def preference(self, images: Sequence[Any], prompt: str) -> list[float]:
+        """Softmax over the scores of several images for one prompt (PickScore's probabilities)."""
+        import torch
+
+        scores = torch.tensor(self.score(images, [prompt] * len(images)))
+        return torch.softmax(scores, dim=0).tolist()
+
+
+def _processor(path: str) -> Any:
+    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+
+    return CLIPProcessor(
+        image_processor=CLIPImageProcessor.from_pretrained(path), tokenizer=CLIPTokenizer.from_pretrained(path)
+    )
+
+
+PICKSCORE = MetricInfo(
+    name="pickscore",
+    display_name="PickScore",
+    convention="logit_scale.exp() x cosine of L2-normalised CLIP-H/14 embeddings; softmax across images of a prompt",
+    checkpoints={"model": "yuvalkirstain/PickScore_v1", "processor": LAION_VIT_H},
+    reference="yuvalkirstain/PickScore README (inference snippet)",
+)
+
+
+@register_metric(PICKSCORE)
+def build_pickscore(checkpoints: dict[str, str] | None = None, device: str = "cpu") -> ClipScorer:
+    """PickScore from a local directory or hub id of the model and of the processor."""
+    from transformers import CLIPModel
+
+    paths = {**PICKSCORE.checkpoints, **(checkpoints or {})}
+    return ClipScorer(PICKSCORE, CLIPModel.from_pretrained(paths["model"]), _processor(paths["processor"]),
+                      "logit_scale", device=device)  # fmt: skip
+
+
+def _hps_info(version: str, file: str) -> MetricInfo:
+    return MetricInfo(
+        name=f"hpsv{version}",
+        display_name=f"HPS v{version}",
+        convention="100 x cosine of L2-normalised open_clip ViT-H-14 embeddings (HPS weights, converted)",
+        checkpoints={"checkpoint": f"xswu/HPSv2/{file}", "processor": LAION_VIT_H},
+        reference="tgxs002/HPSv2 hpsv2/img_score.py, evaluation.py",
+        notes="v2 and v2.1 scores are not comparable; the version is recorded with every score",
+    )
+
+
+HPS_V2 = _hps_info("2", "HPS_v2_compressed.pt")
+HPS_V21 = _hps_info("2.1", "HPS_v2.1_compressed.pt")
+
+
+def build_hps(
+    info: MetricInfo, checkpoints: dict[str, str] | None, device: str, config: dict[str, Any] | None = None
+) -> ClipScorer:
+    """HPS from a local checkpoint file (open_clip state dict) and a CLIP processor directory."""
+    from selma.metrics.open_clip_convert import load_open_clip_checkpoint
+
+    paths = {**info.checkpoints, **(checkpoints or {})}
+    model = load_open_clip_checkpoint(paths["checkpoint"], config)
+    return ClipScorer(info, model, _processor(paths["processor"]), "x100", device=device)
+
+
+@register_metric(HPS_V2)
+def build_hps_v2(
+    checkpoints: dict[str, str] | None = None, device: str = "cpu", config: dict[str, Any] | None = None
+) -> ClipScorer:
+    """HPS v2.0."""
+    return build_hps(HPS_V2, checkpoints, device, config)
+
+
+@register_metric(HPS_V21)
+def build_hps_v21(
+    checkpoints: dict[str, str] | None = None, device: str = "cpu", config: dict[str, Any] | None = None
+) -> ClipScorer:
+    """HPS v2.1."""
+    return build_hps(HPS_V21, checkpoints, device, config)

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from selma.metrics.base import metrics
+from selma.metrics.clip_scores import build_hps_v21, build_pickscore
+from selma.metrics.open_clip_convert import convert_open_clip_state_dict
+
+TINY_OPEN_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 30, "layers": 2, "width": 32, "head_width": 8, "patch_size": 6},
+    "text_cfg": {"context_length": 77, "vocab_size": 514, "width": 32, "heads": 4, "layers": 2},
+}
+
+
+def _images() -> list[Any]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny CLIPModel (the open_clip config above) with a local processor."""
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from selma.metrics.open_clip_convert import clip_config_from_open_clip
+    from selma.models.tokenizer import byte_level_clip_tokenizer
+
+    root = tmp_path_factory.mktemp("clip")
+    torch.manual_seed(0)
+    model = CLIPModel(clip_config_from_open_clip(TINY_OPEN_CLIP))
+    with torch.no_grad():
+        model.logit_scale.fill_(np.log(100.0) - 0.3)
+    model.save_pretrained(root)
+    tokenizer = byte_level_clip_tokenizer(root / "vocab")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(root)
+    return root
+
+
+def test_pickscore_is_logit_scale_times_cosine(tiny_clip: Path) -> None:
+    from transformers import CLIPModel, CLIPProcessor
+
+    metric = build_pickscore({"model": str(tiny_clip), "processor": str(tiny_clip)})
+    images, prompts = _images(), ["a red cat", "two dogs", "a tree " * 40]
+    scores = metric.score(images, prompts)
+    model, processor = CLIPModel.from_pretrained(tiny_clip), CLIPProcessor.from_pretrained(tiny_clip)
+    inputs = processor(text=prompts, images=images, padding=True, truncation=True, max_length=77, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits_per_image  # logit_scale.exp() x cosine, transformers' own forward
+    assert scores == pytest.approx(torch.diagonal(logits).tolist(), abs=1e-4)
+    probabilities = metric.preference(images, "a red cat")
+    row = torch.softmax(
+        model(**processor(text=["a red cat"], images=images, return_tensors="pt")).logits_per_text[0], 0
+    )
+    assert probabilities == pytest.approx(row.tolist(), abs=1e-5) and sum(probabilities) == pytest.approx(1.0)
+
+
+def _to_open_clip(model: Any) -> dict[str, torch.Tensor]:
+    """The inverse key mapping, written out independently of the converter."""
+    state = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for tower, prefix in (("vision_model", "visual.transformer"), ("text_model", "transformer")):
+        layers = {int(k.split(".")[3]) for k in state if k.startswith(f"{tower}.encoder.layers.")}
+        for i in layers:
+            src, dst = f"{tower}.encoder.layers.{i}", f"{prefix}.resblocks.{i}"
+            for kind in ("weight", "bias"):
+                out[f"{dst}.attn.in_proj_{kind}"] = torch.cat(
+                    [state[f"{src}.self_attn.{p}_proj.{kind}"] for p in "qkv"]
+                )
+                out[f"{dst}.attn.out_proj.{kind}"] = state[f"{src}.self_attn.out_proj.{kind}"]
+                out[f"{dst}.ln_1.{kind}"] = state[f"{src}.layer_norm1.{kind}"]
+                out[f"{dst}.ln_2.{kind}"] = state[f"{src}.layer_norm2.{kind}"]
+                out[f"{dst}.mlp.c_fc.{kind}"] = state[f"{src}.mlp.fc1.{kind}"]
+                out[f"{dst}.mlp.c_proj.{kind}"] = state[f"{src}.mlp.fc2.{kind}"]
+    for kind in ("weight", "bias"):
+        out[f"visual.ln_pre.{kind}"] = state[f"vision_model.pre_layrnorm.{kind}"]
+        out[f"visual.ln_post.{kind}"] = state[f"vision_model.post_layernorm.{kind}"]
+        out[f"ln_final.{kind}"] = state[f"text_model.final_layer_norm.{kind}"]
+    out["visual.conv1.weight"] = state["vision_model.embeddings.patch_embedding.weight"]
+    out["visual.class_embedding"] = state["vision_model.embeddings.class_embedding"]
+    out["visual.positional_embedding"] = state["vision_model.embeddings.position_embedding.weight"]
+    out["visual.proj"] = state["visual_projection.weight"].t()
+    out["token_embedding.weight"] = state["text_model.embeddings.token_embedding.weight"]
+    out["positional_embedding"] = state["text_model.embeddings.position_embedding.weight"]
+    out["text_projection"] = state["text_projection.weight"].t()
+    out["logit_scale"] = state["logit_scale"]
+    return out
+
+
+def test_hps_converter_and_x100_convention(tiny_clip: Path, tmp_path: Path) -> None:
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(tiny_clip)
+    open_clip_state = _to_open_clip(model)
+    converted = convert_open_clip_state_dict({f"module.{k}": v for k, v in open_clip_state.items()})
+    reference = {k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    assert converted.keys() == reference.keys()
+    assert all(torch.equal(converted[k], reference[k]) for k in reference)
+    torch.save(open_clip_state, tmp_path / "hps.pt")
+    metric = build_hps_v21({"checkpoint": str(tmp_path / "hps.pt"), "processor": str(tiny_clip)}, config=TINY_OPEN_CLIP)
+    images, prompts = _images(), ["a red cat", "two dogs", "a tree"]
+    processor = CLIPProcessor.from_pretrained(tiny_clip)
+    with torch.no_grad():
+        logits = model(**processor(text=prompts, images=images, padding=True, return_tensors="pt")).logits_per_image
+    cosine = torch.diagonal(logits) / model.logit_scale.exp()
+    assert metric.score(images, prompts) == pytest.approx((100 * cosine).tolist(), abs=1e-4)
+    assert metric.info.name == "hpsv2.1" and "not comparable" in metric.info.notes
+
+
+def test_wrong_shape_checkpoint_is_refused(tiny_clip: Path, tmp_path: Path) -> None:
+    from transformers import CLIPModel
+
+    state = _to_open_clip(CLIPModel.from_pretrained(tiny_clip))
+    state["visual.proj"] = torch.zeros(8, 8)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="wrong shape"):
+        build_hps_v21({"checkpoint": str(tmp_path / "bad.pt"), "processor": str(tiny_clip)}, config=TINY_OPEN_CLIP)
+    del state["visual.proj"]
+    torch.save(state, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="not an open_clip checkpoint of this architecture"):
+        build_hps_v21({"checkpoint": str(tmp_path / "missing.pt"), "processor": str(tiny_clip)}, config=TINY_OPEN_CLIP)
+
+
+def test_registry_lists_clip_metrics() -> None:
+    assert {"pickscore", "hpsv2", "hpsv2.1"} <= set(metrics.names())
+    assert metrics.get("pickscore").info.checkpoints["model"] == "yuvalkirstain/PickScore_v1"
