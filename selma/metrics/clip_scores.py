@@ -9,7 +9,7 @@ with a softmax over PickScores (preference probabilities).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from selma.metrics.base import MetricInfo, batched, register_metric
@@ -22,16 +22,16 @@ LAION_VIT_H = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 class ClipScorer:
     """Scaled cosine similarity of a CLIP model's projected image and text embeddings."""
 
-    def __init__(self, info: MetricInfo, model: Any, processor: Any, scale: str, *, device: str = "cpu",
-                 batch_size: int = 16) -> None:  # fmt: skip
-        self.info, self.model, self.processor = info, model.to(device).eval(), processor
+    def __init__(self, info: MetricInfo, model: Any, tokenizer: Any, pixels: Callable[[Sequence[Any]], Any], scale: str,
+                 *, device: str = "cpu", batch_size: int = 16) -> None:  # fmt: skip
+        self.info, self.model, self.tokenizer, self.pixels = info, model.to(device).eval(), tokenizer, pixels
         self.scale, self.device, self.batch_size = scale, device, batch_size
 
     def embeddings(self, images: Sequence[Any], prompts: Sequence[str]) -> tuple[Any, Any]:
         """Normalised image and text embeddings (rows aligned with the inputs)."""
         import torch
 
-        tokenizer = self.processor.tokenizer
+        tokenizer = self.tokenizer
         lengths = [len(ids) for ids in tokenizer(list(prompts)).input_ids]
         too_long = sum(n > tokenizer.model_max_length for n in lengths)
         if too_long:
@@ -40,8 +40,8 @@ class ClipScorer:
         image_parts, text_parts = [], []
         with torch.no_grad():
             for chunk in batched(list(range(len(images))), self.batch_size):
-                pixels = self.processor.image_processor([images[i] for i in chunk], return_tensors="pt")
-                vision = self.model.vision_model(pixel_values=pixels.pixel_values.to(self.device))
+                pixels = self.pixels([images[i] for i in chunk])
+                vision = self.model.vision_model(pixel_values=pixels.to(self.device))
                 image_parts.append(self.model.visual_projection(vision.pooler_output))
                 limit = tokenizer.model_max_length
                 text = tokenizer([prompts[i] for i in chunk], padding=True, truncation=True, max_length=limit,
@@ -71,12 +71,18 @@ class ClipScorer:
         return torch.softmax(scores, dim=0).tolist()
 
 
-def _processor(path: str) -> Any:
-    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+def _tokenizer(path: str) -> Any:
+    from transformers import CLIPTokenizer
 
-    return CLIPProcessor(
-        image_processor=CLIPImageProcessor.from_pretrained(path), tokenizer=CLIPTokenizer.from_pretrained(path)
-    )
+    return CLIPTokenizer.from_pretrained(path)
+
+
+def _hf_pixels(path: str) -> Callable[[Sequence[Any]], Any]:
+    """The transformers CLIP image processor (what PickScore's reference code uses)."""
+    from transformers import CLIPImageProcessor
+
+    processor = CLIPImageProcessor.from_pretrained(path)
+    return lambda images: processor(list(images), return_tensors="pt").pixel_values
 
 
 PICKSCORE = MetricInfo(
@@ -94,8 +100,9 @@ def build_pickscore(checkpoints: dict[str, str] | None = None, device: str = "cp
     from transformers import CLIPModel
 
     paths = {**PICKSCORE.checkpoints, **(checkpoints or {})}
-    return ClipScorer(PICKSCORE, CLIPModel.from_pretrained(paths["model"]), _processor(paths["processor"]),
-                      "logit_scale", device=device)  # fmt: skip
+    processor = paths["processor"]
+    model = CLIPModel.from_pretrained(paths["model"])
+    return ClipScorer(PICKSCORE, model, _tokenizer(processor), _hf_pixels(processor), "logit_scale", device=device)
 
 
 def _hps_info(version: str, file: str) -> MetricInfo:
@@ -116,12 +123,18 @@ HPS_V21 = _hps_info("2.1", "HPS_v2.1_compressed.pt")
 def build_hps(
     info: MetricInfo, checkpoints: dict[str, str] | None, device: str, config: dict[str, Any] | None = None
 ) -> ClipScorer:
-    """HPS from a local checkpoint file (open_clip state dict) and a CLIP processor directory."""
+    """HPS from a local checkpoint file (open_clip state dict) and a CLIP tokenizer directory.
+
+    Images go through open_clip's own transform (bicubic resize, centre crop, OpenAI mean/std).
+    """
     from selma.metrics.open_clip_convert import load_open_clip_checkpoint
+    from selma.metrics.preprocess import clip_pixels
 
     paths = {**info.checkpoints, **(checkpoints or {})}
     model = load_open_clip_checkpoint(paths["checkpoint"], config)
-    return ClipScorer(info, model, _processor(paths["processor"]), "x100", device=device)
+    size = model.config.vision_config.image_size
+    return ClipScorer(info, model, _tokenizer(paths["processor"]), lambda images: clip_pixels(images, size), "x100",
+                      device=device)  # fmt: skip
 
 
 @register_metric(HPS_V2)
