@@ -125,7 +125,7 @@ def build_hps(
 ) -> ClipScorer:
     """HPS from a local checkpoint file (open_clip state dict) and a CLIP tokenizer directory.
 
-    Images go through open_clip's own transform (bicubic resize, centre crop, OpenAI mean/std).
+    Images go through HPS's open_clip transform (tensor bicubic resize, centre crop, OpenAI mean/std).
     """
     from selma.metrics.open_clip_convert import load_open_clip_checkpoint
     from selma.metrics.preprocess import clip_pixels
@@ -133,8 +133,11 @@ def build_hps(
     paths = {**info.checkpoints, **(checkpoints or {})}
     model = load_open_clip_checkpoint(paths["checkpoint"], config)
     size = model.config.vision_config.image_size
-    return ClipScorer(info, model, _tokenizer(paths["processor"]), lambda images: clip_pixels(images, size), "x100",
-                      device=device)  # fmt: skip
+
+    def pixels(images: Sequence[Any]) -> Any:
+        return clip_pixels(images, size, resample="tensor")
+
+    return ClipScorer(info, model, _tokenizer(paths["processor"]), pixels, "x100", device=device)
 
 
 @register_metric(HPS_V2)

@@ -168,7 +168,8 @@ class ImageRewardScorer:
         scores: list[float] = []
         with torch.no_grad():
             for chunk in batched(list(range(len(images))), self.batch_size):
-                pixels = clip_pixels([images[i] for i in chunk], IMAGE_SIZE).to(self.device)
+                size = self.model.vision.config.image_size
+                pixels = clip_pixels([images[i] for i in chunk], size).to(self.device)
                 text = self.tokenizer([prompts[i] for i in chunk], padding="max_length", truncation=True,
                                       max_length=MAX_TOKENS, return_tensors="pt").to(self.device)  # fmt: skip
                 scores.extend(self.model(pixels, text.input_ids, text.attention_mask).tolist())
