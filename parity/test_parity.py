@@ -27,7 +27,9 @@ def bert_vocab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def test_imagereward_matches_the_official_model(bert_vocab: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imagereward_matches_the_official_model(
+    bert_vocab: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ImageReward.models.BLIP.blip as blip
     import ImageReward.models.BLIP.blip_pretrain as blip_pretrain
     from ImageReward.ImageReward import ImageReward
@@ -61,10 +63,12 @@ def test_imagereward_matches_the_official_model(bert_vocab: Path, tmp_path: Path
                 layer.weight.normal_(0, layer.in_features**-0.5)
                 layer.bias.normal_(0, 0.1)
     torch.save(official.state_dict(), tmp_path / "ImageReward.pt")
-    ours = build_imagereward(
-        {"checkpoint": str(tmp_path / "ImageReward.pt"), "med_config": str(tmp_path / "med_config.json"),
-         "tokenizer": str(bert_vocab)}  # fmt: skip
-    )
+    paths = {
+        "checkpoint": tmp_path / "ImageReward.pt",
+        "med_config": tmp_path / "med_config.json",
+        "tokenizer": bert_vocab,
+    }
+    ours = build_imagereward({role: str(path) for role, path in paths.items()})
     images = _images()
     with torch.no_grad():
         reference = [official.score(p, im) for p, im in zip(PROMPTS, images, strict=True)]
@@ -76,8 +80,7 @@ def test_imagereward_matches_the_official_model(bert_vocab: Path, tmp_path: Path
 @pytest.mark.parametrize("version", ["2", "2.1"])
 def test_hps_matches_the_official_model(tmp_path: Path, version: str) -> None:
     import hpsv2
-    from hpsv2.src.open_clip import create_model_and_transforms, get_tokenizer
-    from hpsv2.src.open_clip import factory
+    from hpsv2.src.open_clip import create_model_and_transforms, factory, get_tokenizer
 
     from selma.metrics.clip_scores import build_hps_v2, build_hps_v21
     from selma.models.tokenizer import write_clip_vocab_from_bpe
