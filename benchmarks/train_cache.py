@@ -36,15 +36,26 @@ def main() -> None:
         prompts = [PromptItem(f"p{i}", f"a photo of object number {i}") for i in range(args.images)]
         settings = GenerationSettings.for_variant(variant, steps=2)
         generate(prompts, settings, root / "images", variant.load, progress=False)
-        config = TrainConfig(rank=4, alpha=4, train_batch_size=4, gradient_accumulation_steps=1,
-                             max_train_steps=args.steps, checkpointing_steps=10**9)  # fmt: skip
+        config = TrainConfig(
+            rank=4,
+            alpha=4,
+            train_batch_size=4,
+            gradient_accumulation_steps=1,
+            max_train_steps=args.steps,
+            checkpointing_steps=10**9,
+        )
         report = {}
         for cache in (False, True):
             times = []
             for steps in (args.steps, 2 * args.steps):
                 start = time.perf_counter()
-                train_lora(model, [str(root / "images")], root / f"lora-{cache}-{steps}",
-                           replace(config, cache=cache, max_train_steps=steps), progress=False)  # fmt: skip
+                train_lora(
+                    model,
+                    [str(root / "images")],
+                    root / f"lora-{cache}-{steps}",
+                    replace(config, cache=cache, max_train_steps=steps),
+                    progress=False,
+                )
                 times.append(time.perf_counter() - start)
             rate = args.steps / (times[1] - times[0])
             report["cached" if cache else "uncached"] = {

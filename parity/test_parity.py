@@ -48,12 +48,24 @@ def test_imagereward_matches_the_official_model(
     monkeypatch.setattr(blip_pretrain, "init_tokenizer", local_tokenizer)
     vocab_size = len(local_tokenizer())
     med = {
-        "architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
-        "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "model_type": "bert", "num_attention_heads": 12,
-        "num_hidden_layers": 12, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": vocab_size,
-        "encoder_width": 1024, "add_cross_attention": True,
-    }  # fmt: skip
+        "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 768,
+        "initializer_range": 0.02,
+        "intermediate_size": 3072,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 512,
+        "model_type": "bert",
+        "num_attention_heads": 12,
+        "num_hidden_layers": 12,
+        "pad_token_id": 0,
+        "type_vocab_size": 2,
+        "vocab_size": vocab_size,
+        "encoder_width": 1024,
+        "add_cross_attention": True,
+    }
     (tmp_path / "med_config.json").write_text(json.dumps(med))
     torch.manual_seed(0)
     official = ImageReward(med_config=str(tmp_path / "med_config.json"), device="cpu").eval()
@@ -92,8 +104,9 @@ def test_hps_matches_the_official_model(tmp_path: Path, version: str) -> None:
     }
     factory._MODEL_CONFIGS["tiny-hps"] = config
     torch.manual_seed(1)
-    model, _, preprocess_val = create_model_and_transforms("tiny-hps", None, precision="fp32", device="cpu",
-                                                           output_dict=True)  # fmt: skip
+    model, _, preprocess_val = create_model_and_transforms(
+        "tiny-hps", None, precision="fp32", device="cpu", output_dict=True
+    )
     model.eval()
     torch.save({"state_dict": model.state_dict()}, tmp_path / "hps.pt")
     bpe = Path(hpsv2.__file__).parent / "src" / "open_clip" / "bpe_simple_vocab_16e6.txt.gz"

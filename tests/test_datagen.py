@@ -227,8 +227,23 @@ def test_datagen_cli_with_the_transformers_backend(tiny_lm: Path, tmp_path: Path
     from selma.cli import main
 
     # a random LM's first line continues item 4, so its words become prompts: the machinery, end to end
-    code = main(["datagen", "--skills", "coco", "--n", "2", "--backend", "transformers", "--llm", str(tiny_lm),
-                 "--max-tokens", "8", "--out", str(tmp_path / "p.jsonl")])  # fmt: skip
+    code = main(
+        [
+            "datagen",
+            "--skills",
+            "coco",
+            "--n",
+            "2",
+            "--backend",
+            "transformers",
+            "--llm",
+            str(tiny_lm),
+            "--max-tokens",
+            "8",
+            "--out",
+            str(tmp_path / "p.jsonl"),
+        ]
+    )
     assert code == 0
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["coco_00000", "coco_00001"] and all(r["text"].strip() for r in rows)

@@ -14,8 +14,15 @@ def test_demo_runs_every_stage_and_reruns_as_a_no_op(tmp_path: Path) -> None:
     summary = run_demo(tmp_path / "demo", config, progress=False)
     variants = summary["variants"]
     assert list(variants) == [
-        "base", "expert:coco", "expert:countbench", "multi", "merged:paper", "merged:ties", "gt:shapes", "w2s:tiny-sd2",
-    ]  # fmt: skip
+        "base",
+        "expert:coco",
+        "expert:countbench",
+        "multi",
+        "merged:paper",
+        "merged:ties",
+        "gt:shapes",
+        "w2s:tiny-sd2",
+    ]
     for name, info in variants.items():
         rows = (Path(info["images"]) / "metadata.jsonl").read_text().splitlines()
         assert len(rows) == 4  # 2 held-out prompts x 2 skills

@@ -11,8 +11,14 @@ from PIL import Image
 
 from selma.metrics.imagereward import MEAN, STD, build_imagereward, configs
 
-MED = {"vocab_size": 14, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4,
-       "max_position_embeddings": 64}  # fmt: skip
+MED = {
+    "vocab_size": 14,
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 64,
+}
 VISION = (48, 2, 4)  # width, depth, heads
 WORDS = ["a", "red", "cat", "dog", "on"]
 
@@ -53,8 +59,11 @@ def checkpoint(tmp_path: Path) -> dict[str, str]:
             if isinstance(layer, torch.nn.Linear):
                 layer.weight.normal_(0, layer.in_features**-0.5)
     torch.save(_official_names(model.state_dict()), tmp_path / "ImageReward.pt")
-    return {"checkpoint": str(tmp_path / "ImageReward.pt"), "med_config": str(tmp_path / "med_config.json"),
-            "tokenizer": str(tmp_path)}  # fmt: skip
+    return {
+        "checkpoint": str(tmp_path / "ImageReward.pt"),
+        "med_config": str(tmp_path / "med_config.json"),
+        "tokenizer": str(tmp_path),
+    }
 
 
 def test_reward_convention_and_35_token_limit(checkpoint: dict[str, str]) -> None:
@@ -69,8 +78,9 @@ def test_reward_convention_and_35_token_limit(checkpoint: dict[str, str]) -> Non
     assert text.input_ids.shape == (2, 35)
     with torch.no_grad():
         image_tokens = metric.model.vision(pixel_values=clip_pixels(images, 32)).last_hidden_state
-        hidden = metric.model.text(input_ids=text.input_ids, attention_mask=text.attention_mask,
-                                   encoder_hidden_states=image_tokens).last_hidden_state  # fmt: skip
+        hidden = metric.model.text(
+            input_ids=text.input_ids, attention_mask=text.attention_mask, encoder_hidden_states=image_tokens
+        ).last_hidden_state
         raw = metric.model.mlp(hidden[:, 0]).squeeze(-1)
     assert scores == pytest.approx(((raw - MEAN) / STD).tolist(), abs=1e-5)
     assert abs(scores[0] - scores[1]) > 1e-3

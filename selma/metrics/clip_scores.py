@@ -22,8 +22,17 @@ LAION_VIT_H = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 class ClipScorer:
     """Scaled cosine similarity of a CLIP model's projected image and text embeddings."""
 
-    def __init__(self, info: MetricInfo, model: Any, tokenizer: Any, pixels: Callable[[Sequence[Any]], Any], scale: str,
-                 *, device: str = "cpu", batch_size: int = 16) -> None:  # fmt: skip
+    def __init__(
+        self,
+        info: MetricInfo,
+        model: Any,
+        tokenizer: Any,
+        pixels: Callable[[Sequence[Any]], Any],
+        scale: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 16,
+    ) -> None:
         self.info, self.model, self.tokenizer, self.pixels = info, model.to(device).eval(), tokenizer, pixels
         self.scale, self.device, self.batch_size = scale, device, batch_size
 
@@ -35,8 +44,12 @@ class ClipScorer:
         lengths = [len(ids) for ids in tokenizer(list(prompts)).input_ids]
         too_long = sum(n > tokenizer.model_max_length for n in lengths)
         if too_long:
-            log.warning("%s: %d prompt(s) longer than %d tokens were truncated", self.info.name, too_long,
-                        tokenizer.model_max_length)  # fmt: skip
+            log.warning(
+                "%s: %d prompt(s) longer than %d tokens were truncated",
+                self.info.name,
+                too_long,
+                tokenizer.model_max_length,
+            )
         image_parts, text_parts = [], []
         with torch.no_grad():
             for chunk in batched(list(range(len(images))), self.batch_size):
@@ -44,8 +57,9 @@ class ClipScorer:
                 vision = self.model.vision_model(pixel_values=pixels.to(self.device))
                 image_parts.append(self.model.visual_projection(vision.pooler_output))
                 limit = tokenizer.model_max_length
-                text = tokenizer([prompts[i] for i in chunk], padding=True, truncation=True, max_length=limit,
-                                 return_tensors="pt").to(self.device)  # fmt: skip
+                text = tokenizer(
+                    [prompts[i] for i in chunk], padding=True, truncation=True, max_length=limit, return_tensors="pt"
+                ).to(self.device)
                 encoded = self.model.text_model(input_ids=text.input_ids, attention_mask=text.attention_mask)
                 text_parts.append(self.model.text_projection(encoded.pooler_output))
         image = torch.cat(image_parts).float()

@@ -170,8 +170,13 @@ class ImageRewardScorer:
             for chunk in batched(list(range(len(images))), self.batch_size):
                 size = self.model.vision.config.image_size
                 pixels = clip_pixels([images[i] for i in chunk], size).to(self.device)
-                text = self.tokenizer([prompts[i] for i in chunk], padding="max_length", truncation=True,
-                                      max_length=MAX_TOKENS, return_tensors="pt").to(self.device)  # fmt: skip
+                text = self.tokenizer(
+                    [prompts[i] for i in chunk],
+                    padding="max_length",
+                    truncation=True,
+                    max_length=MAX_TOKENS,
+                    return_tensors="pt",
+                ).to(self.device)
                 scores.extend(self.model(pixels, text.input_ids, text.attention_mask).tolist())
         return scores
 
@@ -186,8 +191,9 @@ def blip_tokenizer(path: str) -> Any:
     return tokenizer
 
 
-def load_imagereward(checkpoint: str, med_config: str, tokenizer: str, *, vision: Any = "large",
-                     image_size: int = IMAGE_SIZE) -> tuple[Any, Any]:  # fmt: skip
+def load_imagereward(
+    checkpoint: str, med_config: str, tokenizer: str, *, vision: Any = "large", image_size: int = IMAGE_SIZE
+) -> tuple[Any, Any]:
     """The converted model and its tokenizer; a checkpoint of the wrong shape is a clear error."""
     import torch
 
@@ -199,8 +205,10 @@ def load_imagereward(checkpoint: str, med_config: str, tokenizer: str, *, vision
     expected = {k for k in model.state_dict() if "position_ids" not in k}
     missing, unexpected = expected - set(converted), set(converted) - expected
     if missing or unexpected:
-        raise ValueError(f"{checkpoint}: not an ImageReward checkpoint (missing {sorted(missing)[:3]}, "
-                         f"unexpected {sorted(unexpected)[:3]})")  # fmt: skip
+        raise ValueError(
+            f"{checkpoint}: not an ImageReward checkpoint (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]})"
+        )
     try:
         model.load_state_dict(converted, strict=False)
     except RuntimeError as exc:
