@@ -394,6 +394,79 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """List the scorers with their conventions and default checkpoints."""
+    from selma.metrics import all_metrics
+    from selma.metrics.vqa import NO_TRANSFORMERS_PORT, vqa_models
+
+    metrics = all_metrics()
+    entries = [metrics.get(name).info for name in metrics]
+    if args.json:
+        from dataclasses import asdict
+
+        _print_json(
+            {
+                "metrics": [asdict(i) for i in entries],
+                "vqa_models": [asdict(vqa_models.get(n)) for n in vqa_models],
+                "no_transformers_port": NO_TRANSFORMERS_PORT,
+            }
+        )
+        return 0
+    for info in entries:
+        print(f"{info.name}: {info.display_name}\n  {info.convention}")
+        print("  checkpoints: " + ", ".join(f"{k}={v}" for k, v in info.checkpoints.items()))
+        if info.notes:
+            print(f"  note: {info.notes}")
+    print("dsg, tifa: the suite's questions answered by a VQA model (--checkpoint vqa=NAME, model=PATH)")
+    print("VQA models: " + ", ".join(f"{n} ({vqa_models.get(n).checkpoint})" for n in vqa_models))
+    for name, why in NO_TRANSFORMERS_PORT.items():
+        print(f"not available: {name}: {why}")
+    return 0
+
+
+def _checkpoints(values: list[str], metric: str) -> dict[str, str]:
+    found = {}
+    for value in values:
+        scope, _, assignment = value.rpartition(":") if ":" in value.split("=", 1)[0] else ("", "", value)
+        role, sep, path = assignment.partition("=")
+        if not sep:
+            raise SelmaError(f"--checkpoint expects [METRIC:]ROLE=PATH, got {value!r}")
+        if scope in ("", metric):
+            found[role] = path
+    return found
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score a folder of images with one or more metrics."""
+    from selma.score import score_folder
+
+    locator = _locator(args)
+    results = []
+    for metric in args.metric:
+        out = args.out / metric if args.out and len(args.metric) > 1 else args.out
+        summary, run_dir, cached = score_folder(
+            args.suite,
+            args.images,
+            metric,
+            locator,
+            checkpoints=_checkpoints(args.checkpoint, metric),
+            device=args.device,
+            limit=args.limit,
+            seed=args.seed,
+            label=args.label,
+            out=out,
+            force=args.force,
+        )
+        results.append(summary)
+        print(f"{'reused' if cached else 'wrote'} {run_dir}", file=sys.stderr)
+    if args.json:
+        _print_json([json.loads(s.model_dump_json()) for s in results])
+    else:
+        rows = [[s.metric, s.score, *s.ci["score"], s.n_prompts] for s in results]
+        print(_table(rows, ["metric", "score", "ci low", "ci high", "prompts"], ("", ".3f", ".3f", ".3f", "")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
     from selma.merge import METHODS
@@ -526,6 +599,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="tiny-sd1", choices=["tiny-sd1", "tiny-sd2", "tiny-sdxl"])
     p.add_argument("--steps", type=int, default=20, help="training steps per LoRA")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("metrics", help="list the scorers, their conventions and default checkpoints")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("score", parents=[data], help="score a folder of images of a suite's prompts")
+    p.add_argument("--suite", required=True)
+    p.add_argument(
+        "--images", required=True, type=Path, help="imagefolder (metadata.jsonl) or <prompt_id>[_k].png files"
+    )
+    p.add_argument(
+        "--metric", required=True, action="append", help="pickscore, hpsv2, hpsv2.1, imagereward, vqascore, dsg, tifa"
+    )
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="[METRIC:]ROLE=PATH",
+        help="a local checkpoint for a role (see `metrics`); e.g. pickscore:model=/models/PickScore_v1",
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--limit", type=int, help="only the first N prompts that have images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
     p.add_argument("runs", nargs="+", type=Path)

@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from selma.errors import SelmaError
-from selma.results.schema import ScoreSummary
+from selma.results.schema import MetricSummary, ScoreSummary
 from selma.results.store import make_provenance, now, read_summary, write_files
 from selma.suites.data import sha256_file
 
 
-def summaries_table(summaries: list[ScoreSummary]) -> pd.DataFrame:
-    """One row per run: overall score with its CI, the no-dependency score, micro, per category."""
+def summaries_table(summaries: list[ScoreSummary | MetricSummary]) -> pd.DataFrame:
+    """One row per run: overall score with its CI, the no-dependency score and micro (QA metrics), per category."""
     rows = []
     for s in summaries:
         row: dict[str, object] = {
@@ -24,16 +24,17 @@ def summaries_table(summaries: list[ScoreSummary]) -> pd.DataFrame:
             "score": round(s.score, 1),
             "ci_low": round(s.ci["score"][0], 1),
             "ci_high": round(s.ci["score"][1], 1),
-            "no_dependency": round(s.score_no_dependency, 1),
-            "micro": round(s.micro, 1),
             "n_prompts": s.n_prompts,
         }
+        if isinstance(s, ScoreSummary):
+            row["no_dependency"] = round(s.score_no_dependency, 1)
+            row["micro"] = round(s.micro, 1)
         row.update({category: round(value, 1) for category, value in s.by_category.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def figure(summaries: list[ScoreSummary], path: Path) -> None:
+def figure(summaries: list[ScoreSummary | MetricSummary], path: Path) -> None:
     """Grouped bars of per-category scores with their 95 % intervals, one colour per run."""
     import matplotlib
 
@@ -55,9 +56,10 @@ def figure(summaries: list[ScoreSummary], path: Path) -> None:
         high = [ci[1] - v for v, ci in zip(values, cis, strict=True)]
         ax.bar(x + n * width - 0.4 + width / 2, values, width, yerr=[low, high], capsize=2, label=s.label)
     ax.set_xticks(x, categories, rotation=30, ha="right")
-    ax.set_ylabel(f"{summaries[0].metric.upper()} score (0-100), 95% CI")
+    ax.set_ylabel(f"{summaries[0].metric} score, 95% CI")
     ax.set_title(f"{summaries[0].suite}: score by prompt category")
-    ax.set_ylim(0, 100)
+    if all(isinstance(s, ScoreSummary) for s in summaries):
+        ax.set_ylim(0, 100)
     fig.legend(loc="lower center", ncol=min(4, len(summaries)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=150)
@@ -73,6 +75,9 @@ def write_report(run_dirs: list[Path], out: Path) -> dict[str, Path]:
     suites = {s.suite for s in summaries}
     if len(suites) > 1:
         raise SelmaError(f"runs score different suites ({', '.join(sorted(suites))}); report one suite at a time")
+    measures = {s.metric for s in summaries}
+    if len(measures) > 1:
+        raise SelmaError(f"runs use different metrics ({', '.join(sorted(measures))}); report one metric at a time")
     table = summaries_table(summaries)
     caption = f"{summaries[0].suite} ({summaries[0].metric}); score = mean over prompts, 95% bootstrap CI over prompts"
     latex = (

@@ -6,42 +6,17 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_OPEN_CLIP
 from PIL import Image
 
 from selma.metrics.base import metrics
 from selma.metrics.clip_scores import build_hps_v21, build_pickscore
 from selma.metrics.open_clip_convert import convert_open_clip_state_dict
 
-TINY_OPEN_CLIP = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 30, "layers": 2, "width": 32, "head_width": 8, "patch_size": 6},
-    "text_cfg": {"context_length": 77, "vocab_size": 514, "width": 32, "heads": 4, "layers": 2},
-}
-
 
 def _images() -> list[Any]:
     rng = np.random.default_rng(0)
     return [Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)) for _ in range(3)]
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny CLIPModel (the open_clip config above) with a local processor."""
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    from selma.metrics.open_clip_convert import clip_config_from_open_clip
-    from selma.models.tokenizer import byte_level_clip_tokenizer
-
-    root = tmp_path_factory.mktemp("clip")
-    torch.manual_seed(0)
-    model = CLIPModel(clip_config_from_open_clip(TINY_OPEN_CLIP))
-    with torch.no_grad():
-        model.logit_scale.fill_(np.log(100.0) - 0.3)
-    model.save_pretrained(root)
-    tokenizer = byte_level_clip_tokenizer(root / "vocab")
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(root)
-    return root
 
 
 def test_pickscore_is_logit_scale_times_cosine(tiny_clip: Path) -> None:

@@ -8,40 +8,6 @@ from PIL import Image
 
 from selma.metrics.vqa import NO_TRANSFORMERS_PORT, AnswerCache, VQAModel, normalize_vqa_answer, vqa_models
 
-WORDS = ["yes", "no", "is", "there", "a", "cat", "red", "dog", "two", "?"]
-
-
-@pytest.fixture(scope="module")
-def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny BlipForQuestionAnswering with its processor and a local BERT vocabulary."""
-    import torch
-    from transformers import BertTokenizer, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor, BlipProcessor
-
-    root = tmp_path_factory.mktemp("blip")
-    (root / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizer(str(root / "vocab.txt"))
-    text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        encoder_hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=64,
-        bos_token_id=2,
-        sep_token_id=3,
-        pad_token_id=0,
-    )
-    vision = dict(
-        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
-    )
-    torch.manual_seed(0)
-    BlipForQuestionAnswering(BlipConfig(text_config=text, vision_config=vision)).save_pretrained(root)
-    BlipProcessor(
-        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer
-    ).save_pretrained(root)
-    return root
-
 
 def _images(n: int) -> list[Image.Image]:
     return [Image.fromarray(np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8)) for i in range(n)]
@@ -78,3 +44,26 @@ def test_batched_answers_equal_one_at_a_time_and_are_cached(tiny_blip: Path, tmp
     changed = [*shas[:4], "another-image"]
     again.answer(images, questions, changed)
     assert again.calls == 1  # only the new (image, question) pair was asked
+
+
+def test_vqascore_is_the_probability_of_yes(tiny_blip: Path) -> None:
+    import torch
+
+    from selma.metrics.vqascore import TEMPLATE, build_vqascore
+
+    metric = build_vqascore({"vqa": "blip", "model": str(tiny_blip)})
+    images, prompts = _images(3), ["a red cat", "two dogs", "a cat"]
+    scores = metric.score(images, prompts)
+    assert all(0 < s < 1 for s in scores)
+    processor, model = metric.vqa.processor, metric.vqa.model
+    yes = processor.tokenizer("yes", add_special_tokens=False).input_ids[0]
+    for image, prompt, value in zip(images, prompts, scores, strict=True):
+        inputs = processor(images=image, text=TEMPLATE.format(text=prompt), return_tensors="pt")
+        with torch.no_grad():  # the decoder's first step, by hand: BOS, then the answer's first token
+            vision = model.vision_model(pixel_values=inputs.pixel_values)[0]
+            question = model.text_encoder(
+                input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, encoder_hidden_states=vision
+            )[0]
+            bos = torch.tensor([[model.decoder_start_token_id]])
+            logits = model.text_decoder(input_ids=bos, encoder_hidden_states=question).logits[0, -1]
+        assert value == pytest.approx(torch.softmax(logits, -1)[yes].item(), abs=1e-5)

@@ -156,6 +156,32 @@ class VQAModel:
         self.calls += 1
         return [normalize_vqa_answer(t) for t in self.processor.batch_decode(output, skip_special_tokens=True)]
 
+    def first_token_probability(self, images: Sequence[Any], questions: Sequence[str], answer: str) -> list[float]:
+        """P(first token of ``answer``) at the first decoding step, per (image, question), in batches."""
+        import torch
+
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        words = [answer.lower()] if getattr(tokenizer, "do_lower_case", False) else [answer]
+        target = tokenizer(words[0], add_special_tokens=False).input_ids[0]
+        probabilities: list[float] = []
+        for chunk in batched(list(range(len(images))), self.batch_size):
+            prompts = [self._prompt(questions[i]) for i in chunk]
+            inputs = self.processor(
+                images=[images[i] for i in chunk], text=prompts, return_tensors="pt", padding=True
+            ).to(self.device)
+            with torch.no_grad():
+                output = self.model.generate(
+                    **inputs,
+                    max_new_tokens=1,
+                    do_sample=False,
+                    num_beams=1,
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                )
+            self.calls += 1
+            probabilities.extend(torch.softmax(output.scores[0].float(), dim=-1)[:, target].tolist())
+        return probabilities
+
     def answer(self, images: Sequence[Any], questions: Sequence[str], image_shas: Sequence[str]) -> list[str]:
         """Answers to (image, question) pairs; cached pairs are not asked again."""
         keys = [AnswerCache.key(sha, q, self.model_key) for sha, q in zip(image_shas, questions, strict=True)]

@@ -34,7 +34,7 @@ class ScoreSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    kind: Literal["rescore"] = "rescore"
+    kind: Literal["rescore", "score"] = "rescore"
     suite: str
     metric: str = Field(description="the scoring rules: dsg or tifa")
     t2i_model: str | None = None
@@ -56,4 +56,28 @@ class ScoreSummary(BaseModel):
     n_missing_answers: int
     notes: list[str]
     records: dict[str, str] = Field(description="record kind -> file name in the run directory")
+    provenance: Provenance
+
+
+class MetricSummary(BaseModel):
+    """Scores of one per-image metric (PickScore, HPS, ImageReward, VQAScore) on one suite's images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["metric"] = "metric"
+    suite: str
+    metric: str
+    label: str
+    convention: str = Field(description="how the metric is computed, as registered")
+    checkpoints: dict[str, str]
+    score: float = Field(description="mean over prompts of the per-prompt mean over images")
+    stdev: float
+    ci: dict[str, list[float]]
+    by_category: dict[str, float]
+    by_category_ci: dict[str, list[float]]
+    n_prompts: int
+    n_images: int
+    notes: list[str]
+    records: dict[str, str]
     provenance: Provenance

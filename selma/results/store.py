@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from selma import __version__
 from selma.errors import DataInputError, SelmaError
-from selma.results.schema import Provenance, ScoreSummary
+from selma.results.schema import MetricSummary, Provenance, ScoreSummary
 
 SUMMARY = "summary.json"
 
@@ -71,13 +71,15 @@ def make_provenance(config: Mapping[str, Any], inputs: Mapping[str, str], *, see
     )
 
 
-def read_summary(run_dir: str | Path) -> ScoreSummary:
-    """Read and validate ``run_dir/summary.json``."""
+def read_summary(run_dir: str | Path) -> ScoreSummary | MetricSummary:
+    """Read and validate ``run_dir/summary.json`` (a QA-metric or a per-image-metric run)."""
     path = Path(run_dir) / SUMMARY
     if not path.is_file():
         raise SelmaError(f"{run_dir}: not a run directory (no {SUMMARY})")
+    text = path.read_text(encoding="utf-8")
+    model = MetricSummary if json.loads(text).get("kind") == "metric" else ScoreSummary
     try:
-        return ScoreSummary.model_validate_json(path.read_text(encoding="utf-8"))
+        return model.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
@@ -93,7 +95,7 @@ def read_records(run_dir: str | Path, kind: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def existing_run(run_dir: Path, expected_hash: str) -> ScoreSummary | None:
+def existing_run(run_dir: Path, expected_hash: str) -> ScoreSummary | MetricSummary | None:
     """The summary in ``run_dir`` if it was made with the same configuration hash, else ``None``.
 
     A directory holding a run of another configuration is an error: nothing is overwritten

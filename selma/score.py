@@ -1,0 +1,277 @@
+"""``selma-bench score``: metrics on a folder of images of a suite's prompts (no regeneration).
+
+Images are matched to prompts through ``metadata.jsonl`` (``prompt_id`` as ``generate`` writes it,
+or the prompt text) or through file names ``<prompt id>.<ext>`` / ``<prompt id>_<k>.<ext>``.
+Per-image metrics (PickScore, HPS, ImageReward, VQAScore) average each prompt's images, then the
+prompts. Question-answer metrics (DSG, TIFA) ask a VQA model the suite's questions about the first
+image of each prompt and score the answers with the same rules as ``rescore``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selma import __version__
+from selma.errors import DataInputError, SelmaError
+from selma.metrics import all_metrics
+from selma.metrics.images import image_sha256, load_rgb
+from selma.results.schema import MetricSummary, Provenance, ScoreSummary
+from selma.results.store import config_hash, existing_run, make_provenance, now, write_run
+from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean
+from selma.suites import DataLocator, Suite, load_suite
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Image files per suite prompt id, and the ones that matched no prompt."""
+
+    by_prompt: dict[str, list[Path]]
+    unmatched: list[str]
+
+
+def find_images(folder: Path, suite: Suite) -> ImageSet:
+    """Match the images in ``folder`` to the prompts of ``suite``."""
+    if not folder.is_dir():
+        raise SelmaError(f"{folder}: no such image folder")
+    ids = {p.id for p in suite.prompts}
+    by_text = {p.text: p.id for p in suite.prompts}
+    found: dict[str, list[Path]] = defaultdict(list)
+    unmatched: list[str] = []
+    metadata = folder / "metadata.jsonl"
+    if metadata.is_file():
+        for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataInputError("not valid JSON", path=metadata, row=f"line {number}") from None
+            if "file_name" not in row:
+                raise DataInputError("missing", path=metadata, row=f"line {number}", field="file_name")
+            prompt_id = row.get("prompt_id") if row.get("prompt_id") in ids else by_text.get(row.get("text", ""))
+            if prompt_id is None:
+                unmatched.append(row["file_name"])
+            else:
+                found[prompt_id].append(folder / row["file_name"])
+    else:
+        pattern = re.compile(r"^(?P<id>.+?)(?:_(?P<k>\d+))?$")
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            match = pattern.match(path.stem)
+            prompt_id = path.stem if path.stem in ids else (match.group("id") if match else None)
+            if prompt_id in ids:
+                found[prompt_id].append(path)
+            else:
+                unmatched.append(path.name)
+    if not found:
+        raise SelmaError(f"{folder}: no image matches a prompt of suite '{suite.name}'")
+    return ImageSet({pid: sorted(paths) for pid, paths in found.items()}, unmatched)
+
+
+def score_folder(
+    suite_name: str,
+    folder: Path,
+    metric: str,
+    locator: DataLocator,
+    *,
+    checkpoints: dict[str, str] | None = None,
+    device: str = "cpu",
+    limit: int | None = None,
+    seed: int = 0,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    label: str | None = None,
+    out: Path | None = None,
+    force: bool = False,
+) -> tuple[ScoreSummary | MetricSummary, Path, bool]:
+    """Score the images of ``folder`` with ``metric``: the summary, its run folder, and whether it was reused."""
+    started = now()
+    suite = load_suite(suite_name, locator)
+    images = find_images(folder, suite)
+    prompt_ids = [p.id for p in suite.prompts if p.id in images.by_prompt][:limit]
+    files = [path for pid in prompt_ids for path in images.by_prompt[pid]]
+    inputs = {str(path): image_sha256(path) for path in files}
+    qa = metric in ("dsg", "tifa")
+    if qa and suite.spec.scoring != metric:
+        raise SelmaError(
+            f"metric '{metric}' needs a suite with {metric} questions; suite '{suite.name}' has "
+            f"{suite.spec.scoring or 'none'}"
+        )
+    if not qa:
+        all_metrics().get(metric)  # an unknown metric fails before any work
+    config = {
+        "command": "score",
+        "suite": suite.name,
+        "metric": metric,
+        "checkpoints": checkpoints or {},
+        "images": sorted(inputs.values()),
+        "seed": seed,
+        "n_resamples": n_resamples,
+        "label": label,
+        "version": __version__,
+    }
+    digest = config_hash(config)
+    run_dir = out or Path("selma-runs") / f"score-{suite.name}-{metric}-{folder.name}-{digest[:12]}"
+    if not force:
+        cached = existing_run(run_dir, digest)
+        if cached is not None:
+            return cached, run_dir, True
+    notes = list(suite.notes)
+    if images.unmatched:
+        notes.append(f"{len(images.unmatched)} image(s) matched no prompt: {', '.join(images.unmatched[:5])}")
+
+    def provenance() -> Provenance:
+        return make_provenance(config, inputs, seed=seed, started_at=started)
+
+    name = label or f"{folder.name}:{metric}"
+    if qa:
+        summary, records = _score_qa(
+            suite,
+            images,
+            prompt_ids,
+            metric,
+            checkpoints or {},
+            device,
+            seed,
+            n_resamples,
+            name,
+            notes,
+            provenance,
+            limit is not None,
+        )
+    else:
+        summary, records = _score_per_image(
+            suite, images, prompt_ids, metric, checkpoints or {}, device, seed, n_resamples, name, notes, provenance
+        )
+    write_run(run_dir, summary, records)
+    return summary, run_dir, False
+
+
+def _score_per_image(
+    suite: Suite,
+    images: ImageSet,
+    prompt_ids: list[str],
+    metric: str,
+    checkpoints: dict[str, str],
+    device: str,
+    seed: int,
+    n_resamples: int,
+    label: str,
+    notes: list[str],
+    provenance: Any,
+) -> tuple[MetricSummary, dict[str, list[dict[str, Any]]]]:
+    registered = all_metrics().get(metric)
+    scorer = registered.build(checkpoints, device=device)
+    text = {p.id: p.text for p in suite.prompts}
+    category = {p.id: p.category for p in suite.prompts}
+    pairs = [(pid, path) for pid in prompt_ids for path in images.by_prompt[pid]]
+    values = scorer.score([load_rgb(path) for _, path in pairs], [text[pid] for pid, _ in pairs])
+    image_records = [
+        {"prompt_id": pid, "file": str(path), "score": value} for (pid, path), value in zip(pairs, values, strict=True)
+    ]
+    per_prompt: dict[str, list[float]] = defaultdict(list)
+    for record in image_records:
+        per_prompt[record["prompt_id"]].append(record["score"])
+    prompt_records = [
+        {
+            "prompt_id": pid,
+            "text": text[pid],
+            "category": category[pid],
+            "answered": True,
+            "n_images": len(per_prompt[pid]),
+            "score": statistics.fmean(per_prompt[pid]),
+        }
+        for pid in prompt_ids
+    ]
+    scores = [r["score"] for r in prompt_records]
+    overall = bootstrap_mean(scores, seed=seed, n_resamples=n_resamples)
+    groups: dict[str, list[float]] = defaultdict(list)
+    for record in prompt_records:
+        if record["category"] is not None:
+            groups[record["category"]].append(record["score"])
+    by_category = {k: bootstrap_mean(v, seed=seed, n_resamples=n_resamples) for k, v in groups.items()}
+    summary = MetricSummary(
+        suite=suite.name,
+        metric=metric,
+        label=label,
+        convention=registered.info.convention,
+        checkpoints={**registered.info.checkpoints, **checkpoints},
+        score=overall.mean,
+        stdev=statistics.stdev(scores) if len(scores) > 1 else 0.0,
+        ci={"score": overall.as_list()},
+        by_category={k: v.mean for k, v in by_category.items()},
+        by_category_ci={k: v.as_list() for k, v in by_category.items()},
+        n_prompts=len(prompt_records),
+        n_images=len(image_records),
+        notes=notes,
+        records={"prompts": "prompts.jsonl", "images": "images.jsonl"},
+        provenance=provenance(),
+    )
+    return summary, {"prompts.jsonl": prompt_records, "images.jsonl": image_records}
+
+
+def _score_qa(
+    suite: Suite,
+    images: ImageSet,
+    prompt_ids: list[str],
+    metric: str,
+    checkpoints: dict[str, str],
+    device: str,
+    seed: int,
+    n_resamples: int,
+    label: str,
+    notes: list[str],
+    provenance: Any,
+    limited: bool,
+) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]:
+    from selma.metrics.vqa import AnswerCache, VQAModel, vqa_models
+    from selma.rescore import METRIC_RULES, summarize
+    from selma.scoring.matchers import make_matcher
+    from selma.scoring.qa import score_questions
+    from selma.suites.data import default_cache_dir
+
+    if not suite.questions:
+        raise SelmaError(f"suite '{suite.name}' has no questions on disk; see `selma-bench suites show {suite.name}`")
+    spec = vqa_models.get(checkpoints.get("vqa", "blip"))
+    cache = AnswerCache(default_cache_dir() / "vqa-answers.sqlite")
+    vqa = VQAModel(spec, checkpoints.get("model") or spec.checkpoint, device=device, cache=cache)
+    first = {pid: images.by_prompt[pid][0] for pid in prompt_ids}
+    questions = [q for q in suite.questions if q.prompt_id in first]
+    shas = {pid: image_sha256(path) for pid, path in first.items()}
+    loaded = {pid: load_rgb(path) for pid, path in first.items()}
+    answers = vqa.answer(
+        [loaded[q.prompt_id] for q in questions], [q.text for q in questions], [shas[q.prompt_id] for q in questions]
+    )
+    rules, matcher = METRIC_RULES[metric]
+    answered = {(q.prompt_id, q.id): a for q, a in zip(questions, answers, strict=True)}
+    # Every suite prompt counts (one without an image scores 0 under DSG's rule) unless --limit chose some.
+    chosen = [p for p in suite.prompts if p.id in first or (not limited and rules.missing_prompts == "zero")]
+    scored = score_questions(
+        chosen,
+        questions,
+        answered,
+        make_matcher(matcher),
+        rules,
+    )
+    notes.append(f"answered by {spec.name} ({vqa.checkpoint}); one image per prompt (the first)")
+    summary = summarize(
+        scored.prompts,
+        scored.questions,
+        suite=suite.name,
+        metric=metric,
+        t2i_model=None,
+        label=label,
+        seed=seed,
+        n_resamples=n_resamples,
+        notes=notes,
+        n_blank=0,
+        provenance=provenance(),
+    )
+    summary = summary.model_copy(update={"kind": "score"})
+    return summary, {"prompts.jsonl": scored.prompts, "questions.jsonl": scored.questions}

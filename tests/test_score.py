@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DATA, TINY_OPEN_CLIP
+from PIL import Image
+
+from selma.errors import DataInputError, SelmaError
+from selma.results.store import read_records
+from selma.score import find_images, score_folder
+from selma.suites import DataLocator, load_suite
+
+
+def _write(folder: Path, name: str, mode: str = "RGB", seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    array = np.random.default_rng(seed).integers(0, 255, (36, 30, 3), dtype=np.uint8)
+    image = Image.fromarray(array)
+    if mode == "L":
+        image = image.convert("L")
+    elif mode == "RGBA":
+        image = image.convert("RGBA")
+    elif mode == "I;16":
+        image = Image.fromarray(array[..., 0].astype(np.uint16) * 257)
+    path = folder / name
+    image.save(path)
+    return path
+
+
+@pytest.fixture
+def drawbench_images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    for k, mode in enumerate(["RGB", "L", "RGBA", "I;16"]):
+        _write(folder, f"drawbench_{k}.png", mode, seed=k)
+    _write(folder, "drawbench_0_01.png", seed=9)  # a second image of prompt 0
+    _write(folder, "stray.png")
+    return folder
+
+
+def test_find_images_by_file_name(drawbench_images: Path, locator: DataLocator) -> None:
+    found = find_images(drawbench_images, load_suite("drawbench", locator))
+    assert sorted(found.by_prompt) == ["drawbench_0", "drawbench_1", "drawbench_2", "drawbench_3"]
+    assert len(found.by_prompt["drawbench_0"]) == 2 and found.unmatched == ["stray.png"]
+
+
+def test_pickscore_on_a_folder(drawbench_images: Path, tiny_clip: Path, locator: DataLocator, tmp_path: Path) -> None:
+    checkpoints = {"model": str(tiny_clip), "processor": str(tiny_clip)}
+    summary, run, cached = score_folder(
+        "drawbench", drawbench_images, "pickscore", locator, checkpoints=checkpoints, out=tmp_path / "run"
+    )
+    assert not cached and summary.kind == "metric" and summary.n_prompts == 4 and summary.n_images == 5
+    images = read_records(run, "images")
+    prompts = read_records(run, "prompts")
+    first = [r["score"] for r in images if r["prompt_id"] == "drawbench_0"]
+    assert prompts[0]["score"] == pytest.approx(sum(first) / 2)
+    assert summary.score == pytest.approx(np.mean([p["score"] for p in prompts]))
+    assert summary.by_category == {"Colors": pytest.approx(summary.score)}  # drawbench 0-3 are all "Colors"
+    assert any("stray.png" in note for note in summary.notes)
+    again = score_folder(
+        "drawbench", drawbench_images, "pickscore", locator, checkpoints=checkpoints, out=tmp_path / "run"
+    )
+    assert again[2] is True
+
+
+def test_hps_on_a_folder_from_the_cli(
+    drawbench_images: Path,
+    tiny_clip: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+    from test_clip_metrics import _to_open_clip
+    from transformers import CLIPModel
+
+    from selma.cli import main
+
+    torch.save(_to_open_clip(CLIPModel.from_pretrained(tiny_clip)), tmp_path / "hps.pt")
+    monkeypatch.setattr("selma.metrics.open_clip_convert.VIT_H_14", TINY_OPEN_CLIP)
+    code = main(
+        [
+            "score",
+            "--suite",
+            "drawbench",
+            "--images",
+            str(drawbench_images),
+            "--metric",
+            "hpsv2",
+            "--checkpoint",
+            f"checkpoint={tmp_path / 'hps.pt'}",
+            "--checkpoint",
+            f"processor={tiny_clip}",
+            "--data-dir",
+            str(DATA),
+            "--out",
+            str(tmp_path / "hps"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)[0]
+    assert summary["metric"] == "hpsv2" and -100 <= summary["score"] <= 100
+    assert summary["checkpoints"]["checkpoint"] == str(tmp_path / "hps.pt")
+
+
+def test_corrupt_image_is_an_error(
+    drawbench_images: Path, tiny_clip: Path, locator: DataLocator, tmp_path: Path
+) -> None:
+    (drawbench_images / "drawbench_1.png").write_bytes((drawbench_images / "drawbench_1.png").read_bytes()[:100])
+    with pytest.raises(DataInputError, match="drawbench_1.png: not a readable image"):
+        score_folder(
+            "drawbench",
+            drawbench_images,
+            "pickscore",
+            locator,
+            checkpoints={"model": str(tiny_clip), "processor": str(tiny_clip)},
+            out=tmp_path / "run",
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_dsg_from_images_with_a_vqa_model(tiny_blip: Path, locator: DataLocator, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    for k in range(3):
+        _write(folder, f"tifa160_{k}.png", seed=k)
+    summary, run, _ = score_folder(
+        "tifa160",
+        folder,
+        "dsg",
+        locator,
+        limit=3,
+        out=tmp_path / "run",
+        checkpoints={"vqa": "blip", "model": str(tiny_blip)},
+    )
+    questions = read_records(run, "questions")
+    suite = load_suite("tifa160", locator)
+    expected = [q for q in suite.questions if q.prompt_id in {"tifa160_0", "tifa160_1", "tifa160_2"}]
+    assert len(questions) == len(expected) and summary.n_prompts == 3 and summary.kind == "score"
+    for record in questions:  # the shared scorer's rules: 1 iff the answer is exactly "yes", then dependencies
+        assert record["raw"] == int(record["answer"] == "yes")
+    assert summary.score == pytest.approx(np.mean([p["score"] for p in read_records(run, "prompts")]))
+
+
+def test_score_errors(drawbench_images: Path, locator: DataLocator, tmp_path: Path) -> None:
+    with pytest.raises(SelmaError, match="unknown metric 'clipscore'"):
+        score_folder("drawbench", drawbench_images, "clipscore", locator)
+    with pytest.raises(SelmaError, match="needs a suite with dsg questions"):
+        score_folder("drawbench", drawbench_images, "dsg", locator)
+    with pytest.raises(SelmaError, match="no image matches a prompt of suite 'dsg'"):
+        score_folder("dsg", drawbench_images, "dsg", locator)
