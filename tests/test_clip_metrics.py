@@ -6,12 +6,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_OPEN_CLIP
 from PIL import Image
 
 from selma.metrics.base import metrics
 from selma.metrics.clip_scores import build_hps_v21, build_pickscore
 from selma.metrics.open_clip_convert import convert_open_clip_state_dict
+from selma.metrics.tiny import TINY_OPEN_CLIP
 
 
 def _images() -> list[Any]:

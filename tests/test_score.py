@@ -5,10 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, TINY_OPEN_CLIP
+from conftest import DATA
 from PIL import Image
 
 from selma.errors import DataInputError, SelmaError
+from selma.metrics.tiny import TINY_OPEN_CLIP
 from selma.results.store import read_records
 from selma.score import find_images, score_folder
 from selma.suites import DataLocator, load_suite

@@ -1,0 +1,70 @@
+"""Tiny random-weight scorer models of the real architectures, built offline (tests, benchmarks, demos)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TINY_OPEN_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 30, "layers": 2, "width": 32, "head_width": 8, "patch_size": 6},
+    "text_cfg": {"context_length": 77, "vocab_size": 514, "width": 32, "heads": 4, "layers": 2},
+}
+VQA_WORDS = ["yes", "no", "is", "there", "a", "cat", "red", "dog", "two", "?"]
+
+
+def save_tiny_clip(root: Path, config: dict[str, Any] = TINY_OPEN_CLIP, seed: int = 0) -> Path:
+    """A CLIPModel (open_clip-shaped config) with a byte-level tokenizer and image processor in ``root``."""
+    import numpy as np
+    import torch
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from selma.metrics.open_clip_convert import clip_config_from_open_clip
+    from selma.models.tokenizer import byte_level_clip_tokenizer
+
+    torch.manual_seed(seed)
+    model = CLIPModel(clip_config_from_open_clip(config))
+    with torch.no_grad():
+        model.logit_scale.fill_(np.log(100.0) - 0.3)
+    model.save_pretrained(root)
+    size = config["vision_cfg"]["image_size"]
+    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    CLIPProcessor(image_processor=image_processor, tokenizer=byte_level_clip_tokenizer(root / "vocab")).save_pretrained(
+        root
+    )
+    return root
+
+
+def save_tiny_blip_vqa(root: Path, seed: int = 0) -> Path:
+    """A BlipForQuestionAnswering with a small BERT vocabulary and its processor in ``root``."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor, BlipProcessor
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *VQA_WORDS]) + "\n")
+    tokenizer = BertTokenizer(str(root / "vocab.txt"))
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "encoder_hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 64,
+        "bos_token_id": 2,
+        "sep_token_id": 3,
+        "pad_token_id": 0,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    torch.manual_seed(seed)
+    BlipForQuestionAnswering(BlipConfig(text_config=text, vision_config=vision)).save_pretrained(root)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    processor.save_pretrained(root)
+    return root
