@@ -67,3 +67,11 @@ def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from selma.metrics.tiny import save_tiny_blip_vqa
 
     return save_tiny_blip_vqa(tmp_path_factory.mktemp("blip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny LLaVA (CLIP vision tower, Llama decoder) with a chat template."""
+    from selma.metrics.tiny import save_tiny_llava
+
+    return save_tiny_llava(tmp_path_factory.mktemp("llava"))

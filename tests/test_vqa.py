@@ -67,3 +67,24 @@ def test_vqascore_is_the_probability_of_yes(tiny_blip: Path) -> None:
             bos = torch.tensor([[model.decoder_start_token_id]])
             logits = model.text_decoder(input_ids=bos, encoder_hidden_states=question).logits[0, -1]
         assert value == pytest.approx(torch.softmax(logits, -1)[yes].item(), abs=1e-5)
+
+
+def test_llava_backend_chat_template_and_left_padding(tiny_llava: Path) -> None:
+    import torch
+
+    spec = vqa_models.get("llava-1.5-7b")
+    batched, single = VQAModel(spec, str(tiny_llava), batch_size=3), VQAModel(spec, str(tiny_llava), batch_size=1)
+    assert batched._prompt("is there a cat ?") == (
+        "USER: <image> is there a cat ?\nAnswer the question using a single word or phrase. ASSISTANT:"
+    )
+    images = _images(3)
+    questions = ["is there a cat ?", "is there a red dog ?", "two ?"]  # different lengths: padding matters
+    shas = ["a", "b", "c"]
+    assert batched.answer(images, questions, shas) == single.answer(images, questions, shas)
+    probabilities = batched.first_token_probability(images, questions, "Yes")
+    assert probabilities == pytest.approx(single.first_token_probability(images, questions, "Yes"), abs=1e-5)
+    inputs = single.processor(images=images[1], text=single._prompt(questions[1]), return_tensors="pt")
+    with torch.no_grad():
+        logits = single.model(**inputs).logits[0, -1]
+    yes = single.processor.tokenizer("Yes", add_special_tokens=False).input_ids[0]
+    assert probabilities[1] == pytest.approx(torch.softmax(logits, -1)[yes].item(), abs=1e-5)

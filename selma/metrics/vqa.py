@@ -123,6 +123,8 @@ class VQAModel:
         self.spec, self.checkpoint = spec, checkpoint or spec.checkpoint
         self.device, self.batch_size, self.cache = device, batch_size, cache
         self.processor = AutoProcessor.from_pretrained(self.checkpoint)
+        if spec.family == "llava":  # decoder-only: batches must be padded on the left
+            self.processor.tokenizer.padding_side = "left"
         self.model = self._model_class().from_pretrained(self.checkpoint).to(device).eval()
         self.model_key = json.dumps({"checkpoint": self.checkpoint, **asdict(spec)}, sort_keys=True, default=str)
         self.calls = 0  # model batches run (the cache makes re-runs free)
