@@ -88,3 +88,21 @@ def test_llava_backend_chat_template_and_left_padding(tiny_llava: Path) -> None:
         logits = single.model(**inputs).logits[0, -1]
     yes = single.processor.tokenizer("Yes", add_special_tokens=False).input_ids[0]
     assert probabilities[1] == pytest.approx(torch.softmax(logits, -1)[yes].item(), abs=1e-5)
+
+
+@pytest.mark.parametrize(("name", "instruct"), [("blip2-flant5-xl", False), ("instructblip-vicuna-7b", True)])
+def test_blip2_and_instructblip_backends(tmp_path: Path, name: str, instruct: bool) -> None:
+    from dataclasses import replace
+
+    from selma.metrics.tiny import save_tiny_blip2
+
+    root = save_tiny_blip2(tmp_path / name, instruct=instruct)
+    spec = vqa_models.get(name)
+    spec = replace(spec, generate={**spec.generate, "max_length": 40} if instruct else spec.generate)
+    batched, single = VQAModel(spec, str(root), batch_size=3), VQAModel(spec, str(root), batch_size=1)
+    assert batched.decoder_only  # these tiny ones decode with OPT: left padding, prompt stripped
+    images, questions = _images(3), ["is there a cat ?", "is there a red dog ?", "two ?"]
+    answers = batched.answer(images, questions, ["a", "b", "c"])
+    assert answers == single.answer(images, questions, ["a", "b", "c"])
+    assert not any(a.startswith("question") for a in answers)
+    assert batched.calls == 1 and single.calls == 3

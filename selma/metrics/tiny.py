@@ -158,3 +158,69 @@ def save_tiny_llava(root: Path, seed: int = 0) -> Path:
         num_additional_image_tokens=1,
     ).save_pretrained(root)
     return root
+
+
+def save_tiny_blip2(root: Path, *, instruct: bool = False, seed: int = 0) -> Path:
+    """A BLIP-2 (or InstructBLIP) with an OPT decoder, a word-level tokenizer and its processor in ``root``."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertTokenizer, BlipImageProcessor, OPTConfig, PreTrainedTokenizerFast
+
+    words = ["Question:", "Answer:", "Yes", *VQA_WORDS, "Does", "this", "figure", "show", "Please", "answer", "or"]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(["<pad>", "<unk>", "</s>", *words]))}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", bos_token="</s>", eos_token="</s>"
+    )
+    image_token = len(vocab)  # the processor adds "<image>" after the vocabulary
+    prefix = "InstructBlip" if instruct else "Blip2"
+    config = getattr(transformers, f"{prefix}Config")(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        qformer_config={
+            "vocab_size": 30,
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 37,
+            "encoder_hidden_size": 32,
+        },
+        text_config=OPTConfig(
+            vocab_size=image_token + 1,
+            hidden_size=32,
+            ffn_dim=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            word_embed_proj_dim=32,
+            max_position_embeddings=256,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=2,
+        ).to_dict(),
+        num_query_tokens=4,
+        image_token_index=image_token,
+    )
+    torch.manual_seed(seed)
+    getattr(transformers, f"{prefix}ForConditionalGeneration")(config).save_pretrained(root)
+    image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
+    if instruct:
+        (root / "qformer").mkdir(parents=True, exist_ok=True)
+        (root / "qformer" / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *VQA_WORDS]) + "\n")
+        qformer = BertTokenizer(str(root / "qformer" / "vocab.txt"))
+        processor = transformers.InstructBlipProcessor(
+            image_processor=image_processor, tokenizer=tokenizer, qformer_tokenizer=qformer, num_query_tokens=4
+        )
+    else:
+        processor = transformers.Blip2Processor(
+            image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=4
+        )
+    processor.save_pretrained(root)
+    return root

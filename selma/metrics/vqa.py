@@ -123,9 +123,14 @@ class VQAModel:
         self.spec, self.checkpoint = spec, checkpoint or spec.checkpoint
         self.device, self.batch_size, self.cache = device, batch_size, cache
         self.processor = AutoProcessor.from_pretrained(self.checkpoint)
-        if spec.family == "llava":  # decoder-only: batches must be padded on the left
-            self.processor.tokenizer.padding_side = "left"
         self.model = self._model_class().from_pretrained(self.checkpoint).to(device).eval()
+        # LLaVA, and BLIP-2/InstructBLIP on OPT or Vicuna, decode with a decoder-only LM: pad batches on the left,
+        # and the generated sequence starts with the prompt
+        self.decoder_only = spec.family == "llava" or bool(
+            getattr(self.model.config, "use_decoder_only_language_model", False)
+        )
+        if self.decoder_only:
+            self.processor.tokenizer.padding_side = "left"
         self.model_key = json.dumps({"checkpoint": self.checkpoint, **asdict(spec)}, sort_keys=True, default=str)
         self.calls = 0  # model batches run (the cache makes re-runs free)
 
@@ -153,7 +158,7 @@ class VQAModel:
         inputs = self.processor(images=list(images), text=prompts, return_tensors="pt", padding=True).to(self.device)
         with torch.no_grad():
             output = self.model.generate(**inputs, **self.spec.generate)
-        if self.spec.family == "llava":  # decoder-only: drop the prompt
+        if self.decoder_only:
             output = output[:, inputs["input_ids"].shape[1] :]
         self.calls += 1
         return [normalize_vqa_answer(t) for t in self.processor.batch_decode(output, skip_special_tokens=True)]
