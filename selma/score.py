@@ -172,6 +172,7 @@ def _score_per_image(
     category = {p.id: p.category for p in suite.prompts}
     pairs = [(pid, path) for pid in prompt_ids for path in images.by_prompt[pid]]
     values = scorer.score([load_rgb(path) for _, path in pairs], [text[pid] for pid, _ in pairs])
+    notes.extend(getattr(scorer, "notes", []))
     image_records = [
         {"prompt_id": pid, "file": str(path), "score": value} for (pid, path), value in zip(pairs, values, strict=True)
     ]

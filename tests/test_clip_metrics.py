@@ -106,3 +106,30 @@ def test_wrong_shape_checkpoint_is_refused(tiny_clip: Path, tmp_path: Path) -> N
 def test_registry_lists_clip_metrics() -> None:
     assert {"pickscore", "hpsv2", "hpsv2.1"} <= set(metrics.names())
     assert metrics.get("pickscore").info.checkpoints["model"] == "yuvalkirstain/PickScore_v1"
+
+
+def test_bad_inputs_to_a_scorer(tiny_clip: Path) -> None:
+    metric = build_pickscore({"model": str(tiny_clip), "processor": str(tiny_clip)})
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        metric.score(_images()[:2], ["a cat", "  "])
+    with pytest.raises(ValueError, match="3 images for 2 prompts"):
+        metric.score(_images(), ["a cat", "a dog"])
+    metric.score(_images()[:1], ["a very long prompt " * 10])
+    assert metric.notes == ["pickscore: 1 prompt(s) longer than 77 tokens were truncated (first: #0)"]
+
+
+def test_image_modes_become_8_bit_rgb(tmp_path: Path) -> None:
+    from selma.errors import DataInputError
+    from selma.metrics.images import load_rgb
+
+    gray = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
+    Image.fromarray(gray).save(tmp_path / "i16.png")
+    loaded = np.asarray(load_rgb(tmp_path / "i16.png"))
+    assert loaded.shape == (8, 8, 3) and loaded[..., 0].max() == round(63000 / 65535 * 255)
+    Image.new("RGBA", (4, 4), (10, 20, 30, 0)).save(tmp_path / "rgba.png")
+    assert np.asarray(load_rgb(tmp_path / "rgba.png"))[0, 0].tolist() == [10, 20, 30]
+    Image.new("L", (4, 4), 77).save(tmp_path / "l.png")
+    assert np.asarray(load_rgb(tmp_path / "l.png"))[0, 0].tolist() == [77, 77, 77]
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(DataInputError, match="empty.png: not a readable image"):
+        load_rgb(tmp_path / "empty.png")

@@ -26,6 +26,7 @@ class Metric(Protocol):
     """Scores (image, prompt) pairs; images are 8-bit RGB PIL images."""
 
     info: MetricInfo
+    notes: list[str]  # what a run should record (e.g. prompts truncated to the token limit)
 
     def score(self, images: Sequence[Any], prompts: Sequence[str]) -> list[float]:
         """One score per pair."""
@@ -59,3 +60,20 @@ def register_metric(info: MetricInfo) -> Callable[[MetricFactory], MetricFactory
 def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     """Consecutive slices of ``items`` of at most ``size``."""
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def check_pairs(images: Sequence[Any], prompts: Sequence[str]) -> None:
+    """Scorers take aligned, non-empty inputs: a mismatch or an empty prompt is an error naming the pair."""
+    if len(images) != len(prompts):
+        raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt {index} is empty: a scorer needs the text the image was made from")
+
+
+def truncation_note(metric: str, tokenizer: Any, prompts: Sequence[str], limit: int) -> str | None:
+    """A note for the run when prompts exceed ``limit`` tokens (they are truncated, as the reference code does)."""
+    long = [i for i, ids in enumerate(tokenizer(list(prompts)).input_ids) if len(ids) > limit]
+    if not long:
+        return None
+    return f"{metric}: {len(long)} prompt(s) longer than {limit} tokens were truncated (first: #{long[0]})"

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from selma.metrics.base import MetricInfo, batched, register_metric
+from selma.metrics.base import MetricInfo, batched, check_pairs, register_metric, truncation_note
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +35,17 @@ class ClipScorer:
     ) -> None:
         self.info, self.model, self.tokenizer, self.pixels = info, model.to(device).eval(), tokenizer, pixels
         self.scale, self.device, self.batch_size = scale, device, batch_size
+        self.notes: list[str] = []
 
     def embeddings(self, images: Sequence[Any], prompts: Sequence[str]) -> tuple[Any, Any]:
         """Normalised image and text embeddings (rows aligned with the inputs)."""
         import torch
 
         tokenizer = self.tokenizer
-        lengths = [len(ids) for ids in tokenizer(list(prompts)).input_ids]
-        too_long = sum(n > tokenizer.model_max_length for n in lengths)
-        if too_long:
-            log.warning(
-                "%s: %d prompt(s) longer than %d tokens were truncated",
-                self.info.name,
-                too_long,
-                tokenizer.model_max_length,
-            )
+        note = truncation_note(self.info.name, tokenizer, prompts, tokenizer.model_max_length)
+        if note:
+            log.warning(note)
+            self.notes.append(note)
         image_parts, text_parts = [], []
         with torch.no_grad():
             for chunk in batched(list(range(len(images))), self.batch_size):
@@ -72,8 +68,7 @@ class ClipScorer:
 
     def score(self, images: Sequence[Any], prompts: Sequence[str]) -> list[float]:
         """One scaled cosine per (image, prompt) pair."""
-        if len(images) != len(prompts):
-            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        check_pairs(images, prompts)
         image, text = self.embeddings(images, prompts)
         return (self.factor() * (image * text).sum(-1)).tolist()
 

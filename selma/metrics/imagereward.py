@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selma.metrics.base import MetricInfo, batched, register_metric
+from selma.metrics.base import MetricInfo, batched, check_pairs, register_metric, truncation_note
 
 MEAN, STD = 0.16717362830052426, 1.0333394966054072
 MAX_TOKENS = 35
@@ -156,6 +156,7 @@ class ImageRewardScorer:
         self.info = INFO
         self.model, self.tokenizer = model.to(device).eval(), tokenizer
         self.device, self.batch_size = device, batch_size
+        self.notes: list[str] = []
 
     def score(self, images: Sequence[Any], prompts: Sequence[str]) -> list[float]:
         """One reward per pair (the official output scale)."""
@@ -163,8 +164,10 @@ class ImageRewardScorer:
 
         from selma.metrics.preprocess import clip_pixels
 
-        if len(images) != len(prompts):
-            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        check_pairs(images, prompts)
+        note = truncation_note(self.info.name, self.tokenizer, prompts, MAX_TOKENS)
+        if note:
+            self.notes.append(note)
         scores: list[float] = []
         with torch.no_grad():
             for chunk in batched(list(range(len(images))), self.batch_size):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from selma.metrics.base import MetricInfo, register_metric
+from selma.metrics.base import MetricInfo, check_pairs, register_metric
 from selma.metrics.vqa import VQAModel, vqa_models
 
 TEMPLATE = 'Does this figure show "{text}"? Please answer yes or no.'
@@ -30,9 +30,11 @@ class VQAScorer:
 
     def __init__(self, vqa: VQAModel) -> None:
         self.info, self.vqa = INFO, vqa
+        self.notes: list[str] = []
 
     def score(self, images: Sequence[Any], prompts: Sequence[str]) -> list[float]:
         """P(Yes) per (image, prompt)."""
+        check_pairs(images, prompts)
         return self.vqa.first_token_probability(images, [TEMPLATE.format(text=p) for p in prompts], "Yes")
 
 
