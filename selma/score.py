@@ -13,6 +13,7 @@ import json
 import re
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,24 @@ def find_images(folder: Path, suite: Suite) -> ImageSet:
     return ImageSet({pid: sorted(paths) for pid, paths in found.items()}, unmatched)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One metric on one folder: what the per-image and the question-answer paths both need."""
+
+    suite: Suite
+    images: ImageSet
+    prompt_ids: list[str]
+    metric: str
+    checkpoints: dict[str, str]
+    device: str
+    seed: int
+    n_resamples: int
+    label: str
+    notes: list[str]
+    limited: bool
+    provenance: Callable[[], Provenance]
+
+
 def score_folder(
     suite_name: str,
     folder: Path,
@@ -126,46 +145,29 @@ def score_folder(
     if images.unmatched:
         notes.append(f"{len(images.unmatched)} image(s) matched no prompt: {', '.join(images.unmatched[:5])}")
 
-    def provenance() -> Provenance:
-        return make_provenance(config, inputs, seed=seed, started_at=started)
-
-    name = label or f"{folder.name}:{metric}"
-    if qa:
-        summary, records = _score_qa(
-            suite,
-            images,
-            prompt_ids,
-            metric,
-            checkpoints or {},
-            device,
-            seed,
-            n_resamples,
-            name,
-            notes,
-            provenance,
-            limit is not None,
-        )
-    else:
-        summary, records = _score_per_image(
-            suite, images, prompt_ids, metric, checkpoints or {}, device, seed, n_resamples, name, notes, provenance
-        )
+    job = _Job(
+        suite=suite,
+        images=images,
+        prompt_ids=prompt_ids,
+        metric=metric,
+        checkpoints=checkpoints or {},
+        device=device,
+        seed=seed,
+        n_resamples=n_resamples,
+        label=label or f"{folder.name}:{metric}",
+        notes=notes,
+        limited=limit is not None,
+        provenance=lambda: make_provenance(config, inputs, seed=seed, started_at=started),
+    )
+    summary, records = _score_qa(job) if qa else _score_per_image(job)
     write_run(run_dir, summary, records)
     return summary, run_dir, False
 
 
-def _score_per_image(
-    suite: Suite,
-    images: ImageSet,
-    prompt_ids: list[str],
-    metric: str,
-    checkpoints: dict[str, str],
-    device: str,
-    seed: int,
-    n_resamples: int,
-    label: str,
-    notes: list[str],
-    provenance: Any,
-) -> tuple[MetricSummary, dict[str, list[dict[str, Any]]]]:
+def _score_per_image(job: _Job) -> tuple[MetricSummary, dict[str, list[dict[str, Any]]]]:
+    suite, images, prompt_ids, metric, checkpoints = job.suite, job.images, job.prompt_ids, job.metric, job.checkpoints
+    seed, n_resamples, label, notes = job.seed, job.n_resamples, job.label, job.notes
+    device, provenance = job.device, job.provenance
     registered = all_metrics().get(metric)
     scorer = registered.build(checkpoints, device=device)
     text = {p.id: p.text for p in suite.prompts}
@@ -217,20 +219,10 @@ def _score_per_image(
     return summary, {"prompts.jsonl": prompt_records, "images.jsonl": image_records}
 
 
-def _score_qa(
-    suite: Suite,
-    images: ImageSet,
-    prompt_ids: list[str],
-    metric: str,
-    checkpoints: dict[str, str],
-    device: str,
-    seed: int,
-    n_resamples: int,
-    label: str,
-    notes: list[str],
-    provenance: Any,
-    limited: bool,
-) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]:
+def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]:
+    suite, images, prompt_ids, metric, checkpoints = job.suite, job.images, job.prompt_ids, job.metric, job.checkpoints
+    seed, n_resamples, label, notes = job.seed, job.n_resamples, job.label, job.notes
+    device, provenance, limited = job.device, job.provenance, job.limited
     from selma.metrics.vqa import AnswerCache, VQAModel, vqa_models
     from selma.rescore import METRIC_RULES, summarize
     from selma.scoring.matchers import make_matcher

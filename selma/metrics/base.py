@@ -77,3 +77,16 @@ def truncation_note(metric: str, tokenizer: Any, prompts: Sequence[str], limit: 
     if not long:
         return None
     return f"{metric}: {len(long)} prompt(s) longer than {limit} tokens were truncated (first: #{long[0]})"
+
+
+def load_converted_state(model: Any, converted: dict[str, Any], path: str, kind: str) -> Any:
+    """Load a converted state dict; missing/unexpected keys or wrong shapes are errors naming the file."""
+    expected = {k for k in model.state_dict() if not k.endswith("position_ids")}
+    missing, unexpected = expected - set(converted), set(converted) - expected
+    if missing or unexpected:
+        raise ValueError(f"{path}: not {kind} (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    try:
+        model.load_state_dict(converted, strict=False)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: checkpoint of the wrong shape ({str(exc).splitlines()[1][:200]})") from None
+    return model.eval()

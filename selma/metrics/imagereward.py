@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selma.metrics.base import MetricInfo, batched, check_pairs, register_metric, truncation_note
+from selma.metrics.base import (
+    MetricInfo,
+    batched,
+    check_pairs,
+    load_converted_state,
+    register_metric,
+    truncation_note,
+)
 
 MEAN, STD = 0.16717362830052426, 1.0333394966054072
 MAX_TOKENS = 35
@@ -204,18 +211,7 @@ def load_imagereward(
     vision_config, text_config = configs(json.loads(Path(med_config).read_text()), vision, image_size)
     model = model_class(vision_config, text_config)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    converted = convert_state_dict(state)
-    expected = {k for k in model.state_dict() if "position_ids" not in k}
-    missing, unexpected = expected - set(converted), set(converted) - expected
-    if missing or unexpected:
-        raise ValueError(
-            f"{checkpoint}: not an ImageReward checkpoint (missing {sorted(missing)[:3]}, "
-            f"unexpected {sorted(unexpected)[:3]})"
-        )
-    try:
-        model.load_state_dict(converted, strict=False)
-    except RuntimeError as exc:
-        raise ValueError(f"{checkpoint}: checkpoint of the wrong shape ({str(exc).splitlines()[1][:200]})") from None
+    load_converted_state(model, convert_state_dict(state), checkpoint, "an ImageReward checkpoint")
     return model, blip_tokenizer(tokenizer)
 
 

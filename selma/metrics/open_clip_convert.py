@@ -112,16 +112,8 @@ def load_open_clip_checkpoint(path: str, config: dict[str, Any] | None = None) -
     raw = torch.load(path, map_location="cpu", weights_only=True)
     state = raw.get("state_dict", raw) if isinstance(raw, dict) else raw
     model = CLIPModel(clip_config_from_open_clip(config or VIT_H_14))
-    converted = convert_open_clip_state_dict(state)
-    expected = {k for k in model.state_dict() if not k.endswith("position_ids")}
-    missing, unexpected = expected - set(converted), set(converted) - expected
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: not an open_clip checkpoint of this architecture "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
-    try:
-        model.load_state_dict(converted, strict=False)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: checkpoint of the wrong shape ({str(exc).splitlines()[1][:200]})") from None
-    return model.eval()
+    from selma.metrics.base import load_converted_state
+
+    return load_converted_state(
+        model, convert_open_clip_state_dict(state), path, "an open_clip checkpoint of this architecture"
+    )

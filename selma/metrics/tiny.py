@@ -13,6 +13,17 @@ TINY_OPEN_CLIP = {
 VQA_WORDS = ["yes", "no", "is", "there", "a", "cat", "red", "dog", "two", "?"]
 
 
+def word_level_tokenizer(tokens: list[str], **special: str) -> Any:
+    """A fast tokenizer that splits on whitespace over a fixed word list (``special`` names its special tokens)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token=special.get("unk_token", "<unk>")))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=raw, **special)
+
+
 def save_tiny_clip(root: Path, config: dict[str, Any] = TINY_OPEN_CLIP, seed: int = 0) -> Path:
     """A CLIPModel (open_clip-shaped config) with a byte-level tokenizer and image processor in ``root``."""
     import numpy as np
@@ -75,7 +86,6 @@ def save_tiny_llava(root: Path, seed: int = 0) -> Path:
     a LLaVA-1.5-style chat template and its processor in ``root``.
     """
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -83,7 +93,6 @@ def save_tiny_llava(root: Path, seed: int = 0) -> Path:
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
-        PreTrainedTokenizerFast,
     )
 
     words = [
@@ -109,17 +118,15 @@ def save_tiny_llava(root: Path, seed: int = 0) -> Path:
         "yes",
         "no.",
     ]
-    vocab = {t: i for i, t in enumerate(dict.fromkeys(["<pad>", "<unk>", "<s>", "</s>", "<image>", *words]))}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw,
+    tokenizer = word_level_tokenizer(
+        ["<pad>", "<unk>", "<s>", "</s>", "<image>", *words],
         unk_token="<unk>",
         pad_token="<pad>",
         bos_token="<s>",
         eos_token="</s>",
         extra_special_tokens={"image_token": "<image>"},
     )
+    vocab = tokenizer.get_vocab()
     vision = CLIPVisionConfig(
         hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
     )
@@ -164,17 +171,13 @@ def save_tiny_blip2(root: Path, *, instruct: bool = False, seed: int = 0) -> Pat
     """A BLIP-2 (or InstructBLIP) with an OPT decoder, a word-level tokenizer and its processor in ``root``."""
     import torch
     import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertTokenizer, BlipImageProcessor, OPTConfig, PreTrainedTokenizerFast
+    from transformers import BertTokenizer, BlipImageProcessor, OPTConfig
 
     words = ["Question:", "Answer:", "Yes", *VQA_WORDS, "Does", "this", "figure", "show", "Please", "answer", "or"]
-    vocab = {t: i for i, t in enumerate(dict.fromkeys(["<pad>", "<unk>", "</s>", *words]))}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", bos_token="</s>", eos_token="</s>"
+    tokenizer = word_level_tokenizer(
+        ["<pad>", "<unk>", "</s>", *words], unk_token="<unk>", pad_token="<pad>", bos_token="</s>", eos_token="</s>"
     )
-    image_token = len(vocab)  # the processor adds "<image>" after the vocabulary
+    image_token = len(tokenizer)  # the processor adds "<image>" after the vocabulary
     prefix = "InstructBlip" if instruct else "Blip2"
     config = getattr(transformers, f"{prefix}Config")(
         vision_config={
