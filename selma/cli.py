@@ -467,6 +467,56 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Generate (cached), score (cached) and tabulate one variant on one suite."""
+    from dataclasses import asdict
+
+    from selma.run import RunRequest, plan_run, run
+
+    metrics = tuple(args.metric or ())
+    checkpoints = {m: _checkpoints(args.checkpoint, m) for m in metrics or ("dsg", "tifa")}
+    for metric in ("dsg", "tifa"):
+        if args.vqa:
+            checkpoints.setdefault(metric, {})["vqa"] = args.vqa
+        if args.vqa_model:
+            checkpoints.setdefault(metric, {})["model"] = args.vqa_model
+    request = RunRequest(
+        suite=args.suite,
+        model=args.model,
+        variant=args.variant,
+        metrics=metrics,
+        checkpoints={k: v for k, v in checkpoints.items() if v},
+        images_per_prompt=args.images_per_prompt,
+        seed=args.seed,
+        limit=args.limit,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
+    locator = _locator(args)
+    if args.dry_run:
+        planned = plan_run(request, locator, workdir=args.workdir, out_root=args.out)
+        if args.json:
+            _print_json(asdict(planned))
+            return 0
+        print(
+            f"{planned.model} / {planned.variant} on {planned.suite}: {planned.n_prompts} prompts, "
+            f"{planned.n_images} images ({planned.images_cached} already rendered) in {planned.images_dir}"
+        )
+        for metric, info in planned.metrics.items():
+            state = "cached" if info["cached"] else f"{info['model_calls']} model calls"
+            print(f"  {metric}: {state}")
+        print(f"estimated time on {args.device}: about {planned.estimate_s:.0f} s (rough)")
+        return 0
+    result = run(request, locator, workdir=args.workdir, out_root=args.out)
+    if args.json:
+        _print_json(result)
+    else:
+        generated = result["generated"]
+        print(f"images: {generated['rendered']} rendered, {generated['skipped']} reused, in {result['dir']}")
+        print(result["table"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
     from selma.merge import METHODS
@@ -627,6 +677,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("run", parents=[data], help="generate (cached) -> score (cached) -> table for one variant")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--model", required=True, help="registry name or local diffusers directory")
+    p.add_argument("--variant", default="base")
+    p.add_argument("--metric", action="append", help="default: the suite's own (dsg, tifa)")
+    p.add_argument("--vqa", help="VQA model for dsg/tifa (see `metrics`)")
+    p.add_argument("--vqa-model", help="its local path or hub id")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="[METRIC:]ROLE=PATH")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--images-per-prompt", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--workdir", type=Path, default=Path("selma-work"))
+    p.add_argument("--out", type=Path, default=Path("selma-runs") / "run")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; load nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
     p.add_argument("runs", nargs="+", type=Path)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+
+from selma.cli import main
+
+
+def test_run_generates_scores_and_reuses(
+    tiny_models: dict[str, Path], tiny_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "run",
+        "--suite",
+        "drawbench",
+        "--model",
+        str(tiny_models["tiny-sd1"]),
+        "--metric",
+        "pickscore",
+        "--checkpoint",
+        f"model={tiny_clip}",
+        "--checkpoint",
+        f"processor={tiny_clip}",
+        "--limit",
+        "3",
+        "--images-per-prompt",
+        "2",
+        "--data-dir",
+        str(DATA),
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    assert main([*args, "--dry-run", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["n_prompts"] == 3 and planned["n_images"] == 6 and planned["images_cached"] == 0
+    assert planned["metrics"]["pickscore"] == {"model_calls": 6, "cached": False}
+    assert main([*args, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["generated"] == {"rendered": 6, "skipped": 0, "total": 6}
+    summary = first["summaries"][0]
+    assert summary["metric"] == "pickscore" and summary["n_images"] == 6 and summary["n_prompts"] == 3
+    assert Path(first["dir"], "table.md").read_text().startswith("### pickscore")
+    assert main([*args, "--dry-run", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["images_cached"] == 6 and again["metrics"]["pickscore"] == {"model_calls": 0, "cached": True}
+    assert main([*args, "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["generated"]["rendered"] == 0 and second["summaries"] == first["summaries"]
+
+
+def test_run_dsg_with_a_vqa_model(
+    tiny_models: dict[str, Path], tiny_blip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "--suite",
+            "tifa160",
+            "--model",
+            str(tiny_models["tiny-sd1"]),
+            "--vqa",
+            "blip",
+            "--vqa-model",
+            str(tiny_blip),
+            "--limit",
+            "2",
+            "--data-dir",
+            str(DATA),
+            "--out",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "images: 2 rendered, 0 reused" in out and "### dsg" in out
+
+
+def test_run_needs_a_metric_for_suites_without_questions(
+    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "--suite",
+            "drawbench",
+            "--model",
+            str(tiny_models["tiny-sd1"]),
+            "--data-dir",
+            str(DATA),
+            "--dry-run",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2 and "has no default metric" in capsys.readouterr().err
