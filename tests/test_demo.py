@@ -31,7 +31,7 @@ def test_demo_runs_every_stage_and_reruns_as_a_no_op(tmp_path: Path) -> None:
     multi = json.loads((Path(variants["multi"]["lora"]) / "training.json").read_text())
     assert multi["n_examples"] == 8 and len(multi["data"]) == 2
     w2s = json.loads((Path(variants["w2s:tiny-sd2"]["lora"]) / "training.json").read_text())
-    assert all("images-weak" in d for d in w2s["data"])
+    assert all("images-tiny-sd2" in d for d in w2s["data"])  # the weak model's images
     images = sorted((tmp_path / "demo").rglob("*.png")) + sorted((tmp_path / "demo").rglob("*.safetensors"))
     stamps = {p: p.stat().st_mtime_ns for p in images}
     run_demo(tmp_path / "demo", config, progress=False)
