@@ -517,6 +517,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_command(study_path: Path, args: argparse.Namespace) -> int:
+    from selma.study import load_study, plan_study, run_study
+
+    study = load_study(study_path)
+    out = args.out or Path("selma-studies") / study.name
+    locator = _locator(args)
+    if args.dry_run:
+        rows = plan_study(study, out, locator)
+        if args.json:
+            _print_json({"study": study.name, "cells": rows})
+            return 0
+        print(f"{study.name}: {len(study.variants)} variants x {len(study.suites)} suites -> {out}")
+        for row in rows:
+            if row["run"] is None:
+                state = "LoRA to build first"
+            else:
+                run = row["run"]
+                todo = ", ".join(
+                    f"{m} {'cached' if i['cached'] else str(i['model_calls']) + ' calls'}"
+                    for m, i in run["metrics"].items()
+                )
+                state = f"{run['n_images'] - run['images_cached']} images to render; {todo}"
+            print(f"  {row['variant']:<28} {row['suite']:<14} {state}")
+        if study.compute:
+            print(f"compute: {study.compute}")
+        return 0
+    result = run_study(study, out, locator)
+    print(result["table"].to_markdown())
+    print(f"wrote {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'study.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """Build a study's variants and compare them."""
+    return _study_command(args.study_file, args)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """List or run the paper-reproduction studies."""
+    from selma.paper import paper_configs
+    from selma.study import load_study
+
+    configs = paper_configs()
+    if args.list or not args.name:
+        rows = []
+        for name, path in configs.items():
+            study = load_study(path)
+            rows.append([name, study.paper, study.base_model, len(study.variants), study.compute])
+        print(_table(rows, ["study", "paper", "model", "variants", "compute"]))
+        return 0
+    if args.name not in configs:
+        raise SelmaError(f"unknown paper study {args.name!r}; choose one of: {', '.join(configs)}")
+    return _study_command(configs[args.name], args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
     from selma.merge import METHODS
@@ -696,6 +751,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; load nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("study", parents=[data], help="build a study's variants and compare them (YAML)")
+    p.add_argument("study_file", type=Path, metavar="FILE")
+    p.add_argument("--out", type=Path, help="default: selma-studies/<name>")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("reproduce", parents=[data], help="the paper's tables as studies: --list, or run one")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
     p.add_argument("runs", nargs="+", type=Path)

@@ -374,5 +374,13 @@ def run_study(study: StudyConfig, out: Path, locator: Any, *, progress: bool = T
         "timings_s": built["timings"],
         "provenance": make_provenance(study.model_dump(), {}, seed=study.seed, started_at=started).model_dump(),
     }
+    if study.paper:
+        from selma.paper import beside_paper
+
+        joined = pd.DataFrame(beside_paper(rows, study.paper, study.base_model)).drop(columns=["run"])
+        (out / "paper.md").write_text(
+            f"# {study.name}: measured beside {study.paper}\n\n{joined.to_markdown(index=False)}\n", encoding="utf-8"
+        )
+        record["paper"] = joined.to_dict(orient="records")
     (out / "study.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     return {"rows": rows, "table": wide}

@@ -232,7 +232,7 @@ def train_lora(
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 if global_step % config.checkpointing_steps == 0 and accelerator.is_main_process:
                     _prune_checkpoints(out, config.checkpoints_total_limit)
-                    accelerator.save_state(str(out / f"checkpoint-{global_step}"))
+                    _save_checkpoint(accelerator, out, global_step)
                 if global_step >= config.max_train_steps:
                     break
         if global_step >= config.max_train_steps:
@@ -262,6 +262,15 @@ def train_lora(
 def _read_training(out: Path) -> dict[str, Any] | None:
     path = out / TRAINING
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _save_checkpoint(accelerator: Any, out: Path, step: int) -> None:
+    """Save ``checkpoint-<step>`` atomically: a run killed while saving leaves no half-written checkpoint."""
+    tmp = out / f".checkpoint-{step}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.save_state(str(tmp))
+    tmp.replace(out / f"checkpoint-{step}")
 
 
 def _prune_checkpoints(out: Path, limit: int | None) -> None:

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import DATA
+
+from selma.errors import DataInputError
+from selma.paper import paper_configs
+from selma.study import load_study, plan_study, run_study
+from selma.suites import DataLocator
+
+BASE = {
+    "name": "tiny",
+    "skills": ["coco", "countbench"],
+    "prompts_per_skill": 4,
+    "train": {
+        "rank": 4,
+        "alpha": 4,
+        "train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "max_train_steps": 4,
+        "checkpointing_steps": 2,
+        "cache": True,
+    },
+    "variants": ["base", "expert:coco", "multi", "merged:paper"],
+    "suites": ["drawbench"],
+    "metrics": ["pickscore"],
+    "limit": 2,
+}
+
+
+def _write(tmp_path: Path, tiny_models: dict[str, Path], tiny_clip: Path, **changes: object) -> Path:
+    config = {
+        **BASE,
+        "base_model": str(tiny_models["tiny-sd1"]),
+        "checkpoints": {"pickscore": {"model": str(tiny_clip), "processor": str(tiny_clip)}},
+        **changes,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"variants": ["base", "lora"]}, "(top level)", "unknown variant 'lora'"),
+        ({"variants": ["expert:whoops"]}, "(top level)", "names a skill not in skills"),
+        ({"suites": ["dsg", "nosuch"]}, "suites", "unknown suite 'nosuch'"),
+        ({"metrics": ["clipscore"]}, "metrics", "unknown metric 'clipscore'"),
+        ({"prompts_per_skill": "many"}, "prompts_per_skill", "valid integer"),
+        ({"train": {"learning_rat": 1}}, "train", "unknown training setting 'learning_rat'"),
+        ({"colour": 1}, "colour", "unknown key"),
+        ({"skills": ["cooking"]}, "skills", "unknown skill 'cooking'"),
+    ],
+)
+def test_bad_study_files(tmp_path: Path, changes: dict, field: str, message: str) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "base_model": "tiny-sd1", **changes}))
+    with pytest.raises(DataInputError) as info:
+        load_study(path)
+    assert str(path) in str(info.value) and f"field '{field}'" in str(info.value) and message in str(info.value)
+
+
+def test_missing_field(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    with pytest.raises(DataInputError, match=r"study.yaml: field 'base_model': missing"):
+        load_study(path)
+
+
+@pytest.mark.parametrize("name", sorted(paper_configs()))
+def test_paper_configs_load_and_dry_run(name: str, tmp_path: Path, locator: DataLocator) -> None:
+    study = load_study(paper_configs()[name])
+    cells = plan_study(study, tmp_path, locator)
+    assert len(cells) == len(study.variants) * len(study.suites)
+    base = [c for c in cells if c["variant"] == "base"]
+    assert base and all(c["run"]["n_images"] == c["run"]["n_prompts"] > 0 for c in base)
+    assert all(c["run"] is None for c in cells if c["variant"] != "base")  # LoRAs are built first
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end_and_cached(
+    tiny_models: dict[str, Path], tiny_clip: Path, tmp_path: Path, locator: DataLocator
+) -> None:
+    study = load_study(_write(tmp_path, tiny_models, tiny_clip))
+    result = run_study(study, tmp_path / "out", locator, progress=False)
+    assert list(result["table"].index) == BASE["variants"]
+    assert list(result["table"].columns) == ["drawbench/pickscore"]
+    rows = list(csv.DictReader((tmp_path / "out" / "comparison.csv").open()))
+    assert len(rows) == 4 and all(int(r["n_prompts"]) == 2 for r in rows)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix in (".png", ".safetensors")]
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    run_study(study, tmp_path / "out", locator, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+
+
+@pytest.mark.slow
+def test_killed_study_restarts_to_the_same_results(
+    tiny_models: dict[str, Path], tiny_clip: Path, tmp_path: Path
+) -> None:
+    config = _write(tmp_path, tiny_models, tiny_clip)
+    env = {**os.environ, "SELMA_BENCH_DATA": str(DATA), "OMP_NUM_THREADS": "1"}
+    command = [str(Path(sys.executable).with_name("selma-bench")), "study", str(config)]
+    subprocess.run([*command, "--out", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
+    process = subprocess.Popen(
+        [*command, "--out", str(tmp_path / "cut")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "cut").rglob("checkpoint-2")):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-training: a checkpoint exists, the LoRA does not
+    process.wait()
+    assert not (tmp_path / "cut" / "comparison.csv").exists()
+    subprocess.run([*command, "--out", str(tmp_path / "cut")], env=env, check=True, capture_output=True)
+    whole = list(csv.DictReader((tmp_path / "whole" / "comparison.csv").open()))
+    cut = list(csv.DictReader((tmp_path / "cut" / "comparison.csv").open()))
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "run"} for r in rows]  # noqa: E731
+    assert drop(whole) == drop(cut)
