@@ -572,6 +572,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return _study_command(configs[args.name], args)
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Add runs to a leaderboard CSV, or render one."""
+    from selma.leaderboard import add_runs, render
+
+    if args.action == "add":
+        if not args.runs:
+            raise SelmaError("leaderboard add needs at least one run directory")
+        frame = add_runs(args.board, args.runs, model=args.model, variant=args.variant)
+        print(f"{args.board}: {len(frame)} rows")
+        return 0
+    written = render(args.board, args.out or args.board.with_suffix(""), title=args.title)
+    print(written["markdown"].read_text(encoding="utf-8"))
+    print(f"wrote {written['markdown']} and {written['html']}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
     from selma.merge import METHODS
@@ -766,6 +782,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("leaderboard", help="add runs to a leaderboard CSV, or render it (Markdown + HTML)")
+    p.add_argument("action", choices=["add", "render"])
+    p.add_argument("board", type=Path, help="e.g. leaderboards/dsg.csv")
+    p.add_argument("runs", nargs="*", type=Path)
+    p.add_argument("--model", help="row label (default: from the run's label)")
+    p.add_argument("--variant")
+    p.add_argument("--title")
+    p.add_argument("--out", type=Path, help="render: output folder (default: the board's name)")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
     p.add_argument("runs", nargs="+", type=Path)
