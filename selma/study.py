@@ -342,8 +342,11 @@ def run_study(study: StudyConfig, out: Path, locator: Any, *, progress: bool = T
 
     from selma.results.store import make_provenance, now
     from selma.run import run
+    from selma.suites import load_suite
 
     started = now()
+    for suite in study.suites:  # missing suite data fails before any model work
+        load_suite(suite, locator)
     built = build_variants(study, out, progress=progress)
     rows = []
     for request in _requests(study):
