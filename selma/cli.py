@@ -543,7 +543,12 @@ def _study_command(study_path: Path, args: argparse.Namespace) -> int:
         if study.compute:
             print(f"compute: {study.compute}")
         return 0
-    result = run_study(study, out, locator)
+    params: dict[str, Any] = {"timeout_min": args.timeout_min}
+    if args.launcher == "slurm":
+        params.update(slurm_array_parallelism=args.array_parallelism, gpus_per_node=args.gpus_per_node)
+        if args.slurm_partition:
+            params["slurm_partition"] = args.slurm_partition
+    result = run_study(study, out, locator, launcher=args.launcher, launcher_params=params)
     print(result["table"].to_markdown())
     print(f"wrote {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'study.json'}", file=sys.stderr)
     return 0
@@ -768,14 +773,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("study", parents=[data], help="build a study's variants and compare them (YAML)")
+    launch = argparse.ArgumentParser(add_help=False)
+    group = launch.add_argument_group("launcher (submitit)")
+    group.add_argument("--launcher", choices=["slurm", "local", "debug"], help="run each stage as a job array")
+    group.add_argument("--slurm-partition")
+    group.add_argument("--gpus-per-node", type=int, default=1)
+    group.add_argument("--timeout-min", type=int, default=24 * 60)
+    group.add_argument("--array-parallelism", type=int, default=16)
+
+    p = sub.add_parser("study", parents=[data, launch], help="build a study's variants and compare them (YAML)")
     p.add_argument("study_file", type=Path, metavar="FILE")
     p.add_argument("--out", type=Path, help="default: selma-studies/<name>")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("reproduce", parents=[data], help="the paper's tables as studies: --list, or run one")
+    p = sub.add_parser("reproduce", parents=[data, launch], help="the paper's tables as studies: --list, or run one")
     p.add_argument("name", nargs="?")
     p.add_argument("--list", action="store_true")
     p.add_argument("--out", type=Path)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,37 +170,55 @@ def _prompts_by_skill(prompt_file: Path) -> dict[str, list[Any]]:
     return by_skill
 
 
-def build_variants(study: StudyConfig, out: Path, *, extra_prompts: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Build every LoRA the study's variants need under ``out/work``; returns prompts and timings.
+def _kinds(study: StudyConfig) -> dict[str, set[str | None]]:
+    from selma.variants import VARIANT
 
-    Skill prompts (``prompts_per_skill`` per skill, plus ``extra_prompts`` held out), base-model images
-    per skill, weak models' images, one LoRA per needed skill, multi, gt, w2s and merges.
-    """
-    from selma.datagen.backends import backends
-    from selma.datagen.run import generate_prompts
-    from selma.datagen.skills import load_skills
-    from selma.demo_data import render_shapes_dataset
-    from selma.generate import GenerationSettings, generate
-    from selma.merge import merge_experts
-    from selma.models import resolve_model
-    from selma.train import train_lora
-    from selma.variants import VARIANT, resolve_variant, variant_dir
-
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    workdir = out / "work"
-    model = resolve_model(study.base_model)
-    kinds = defaultdict(set)
+    kinds: dict[str, set[str | None]] = defaultdict(set)
     for variant in study.variants:
         match = VARIANT.match(variant)
         assert match is not None
         kinds[match.group("kind")].add(match.group("arg"))
-    needs_experts = bool(kinds["expert"] or kinds["merged"])
-    if not (needs_experts or kinds["multi"] or kinds["w2s"]):
-        skills_needed: list[str] = []
-    else:
-        skills_needed = study.skills
+    return kinds
 
+
+def image_dir(out: Path, ref: str, skill: str, base_model: str) -> Path:
+    """Where the training images of ``skill`` rendered by model ``ref`` go."""
+    from selma.prompts import safe_id
+
+    return out / ("images" if ref == base_model else f"images-{safe_id(ref)}") / skill
+
+
+@dataclass(frozen=True)
+class StudyUnits:
+    """The study's idempotent units, stage by stage (each stage needs the previous one done)."""
+
+    renders: list[tuple[str, str]]  # (model, skill)
+    trainings: list[str]  # LoRA variants
+    merges: list[str]  # merge methods
+    cells: list[tuple[str, str]]  # (variant, suite)
+
+
+def study_units(study: StudyConfig) -> StudyUnits:
+    """Which images, LoRAs, merges and evaluation cells the study's variants need."""
+    kinds = _kinds(study)
+    experts = sorted({*(a for a in kinds["expert"] if a), *(study.skills if kinds["merged"] else [])})
+    skills = study.skills if (experts or kinds["multi"] or kinds["w2s"]) else []
+    renders = [(study.base_model, s) for s in skills] + [(w, s) for w in sorted(kinds["w2s"]) for s in skills]
+    trainings = [f"expert:{s}" for s in experts] + (["multi"] if kinds["multi"] else [])
+    trainings += [f"gt:{n}" for n in sorted(kinds["gt"])] + [f"w2s:{w}" for w in sorted(kinds["w2s"])]
+    merges = sorted(m or "paper" for m in kinds["merged"])
+    cells = [(v, s) for v in study.variants for s in study.suites]
+    return StudyUnits(renders, trainings, merges, cells)
+
+
+def make_prompts(study: StudyConfig, out: Path, *, extra_prompts: int = 0, progress: bool = True) -> None:
+    """Stage 1: skill prompts from the study's LLM backend into ``out/prompts.jsonl``."""
+    from selma.datagen.backends import backends
+    from selma.datagen.run import generate_prompts
+    from selma.datagen.skills import load_skills
+
+    if not study_units(study).renders:
+        return
     settings = study.datagen
     backend_class = backends.get(settings.backend)
     if settings.backend == "offline":
@@ -207,83 +228,112 @@ def build_variants(study: StudyConfig, out: Path, *, extra_prompts: int = 0, pro
     else:
         backend = backend_class(settings.llm, base_url=settings.base_url, chat=not settings.completions)
     skills = load_skills()
-    prompt_file = out / "prompts.jsonl"
-    if skills_needed:
-        generate_prompts(
-            [skills[s] for s in skills_needed],
-            study.prompts_per_skill + extra_prompts,
-            backend,
-            prompt_file,
-            seed=settings.seed,
-            progress=progress,
-        )
-    by_skill = _prompts_by_skill(prompt_file) if prompt_file.is_file() else {}
-    train_prompts = {s: items[: study.prompts_per_skill] for s, items in by_skill.items()}
-    held_out = [item for items in by_skill.values() for item in items[study.prompts_per_skill :]]
-    timings["datagen"] = round(time.perf_counter() - clock, 2)
-    clock = time.perf_counter()
+    generate_prompts(
+        [skills[s] for s in study.skills],
+        study.prompts_per_skill + extra_prompts,
+        backend,
+        out / "prompts.jsonl",
+        seed=settings.seed,
+        progress=progress,
+    )
 
-    def render(ref: str, prompts: list[Any], folder: Path) -> Path:
-        chosen = resolve_variant(ref, "base", workdir=workdir)
-        generate(
-            prompts,
-            GenerationSettings.for_variant(chosen, seed=study.seed),
-            folder,
-            lambda: chosen.load(device=study.device),
-            progress=progress,
-        )
-        return folder
 
-    images = {s: render(study.base_model, items, out / "images" / s) for s, items in train_prompts.items()}
-    weak = {
-        name: [render(name, items, out / f"images-{name.replace('/', '-')}" / s) for s, items in train_prompts.items()]
-        for name in sorted(kinds["w2s"])
-    }
-    timings["generate"] = round(time.perf_counter() - clock, 2)
-    clock = time.perf_counter()
+def render_unit(study: StudyConfig, out: Path, ref: str, skill: str, progress: bool = False) -> Path:
+    """Stage 2: one model's images of one skill's training prompts."""
+    from selma.generate import GenerationSettings, generate
+    from selma.variants import resolve_variant
 
-    train = study.train_config()
+    prompts = _prompts_by_skill(out / "prompts.jsonl")[skill][: study.prompts_per_skill]
+    chosen = resolve_variant(ref, "base", workdir=out / "work")
+    folder = image_dir(out, ref, skill, study.base_model)
+    generate(
+        prompts,
+        GenerationSettings.for_variant(chosen, seed=study.seed),
+        folder,
+        lambda: chosen.load(device=study.device),
+        progress=progress,
+    )
+    return folder
 
-    def fit(variant: str, data: list[str], **overrides: Any) -> None:
-        from dataclasses import replace
 
-        target = variant_dir(workdir, model, variant)
-        assert target is not None
-        train_lora(model, data, target, replace(train, **overrides), resume="latest", progress=progress)
+def train_unit(study: StudyConfig, out: Path, variant: str, progress: bool = False) -> Path:
+    """Stage 3: one LoRA (an expert, multi, gt or w2s), resumed from its newest checkpoint."""
+    from dataclasses import replace
 
-    if needs_experts:
-        for skill, folder in images.items():
-            fit(f"expert:{skill}", [str(folder)])
-    if kinds["multi"]:
-        fit("multi", [str(f) for f in images.values()])
-    for name in sorted(kinds["gt"]):
-        source = study.gt[name]
+    from selma.demo_data import render_shapes_dataset
+    from selma.models import resolve_model
+    from selma.train import train_lora
+    from selma.variants import variant_dir
+
+    model = resolve_model(study.base_model)
+    kind, _, arg = variant.partition(":")
+    overrides: dict[str, Any] = {}
+    skills = study.skills
+    if kind == "expert":
+        data = [str(image_dir(out, study.base_model, arg, study.base_model))]
+    elif kind == "multi":
+        data = [str(image_dir(out, study.base_model, s, study.base_model)) for s in skills]
+    elif kind == "w2s":
+        data = [str(image_dir(out, arg, s, study.base_model)) for s in skills]
+    else:
+        source = study.gt[arg]
         data = source.data
         if source.shapes:
-            data = [str(render_shapes_dataset(out / f"gt-{name}", source.shapes, seed=study.seed))]
-        fit(
-            f"gt:{name}",
-            data,
-            image_column=source.image_column,
-            caption_column=source.caption_column,
-            limit=source.limit,
-        )
-    for name, folders in weak.items():
-        fit(f"w2s:{name}", [str(f) for f in folders])
-    timings["train"] = round(time.perf_counter() - clock, 2)
-    clock = time.perf_counter()
+            data = [str(render_shapes_dataset(out / f"gt-{arg}", source.shapes, seed=study.seed))]
+        overrides = {
+            "image_column": source.image_column,
+            "caption_column": source.caption_column,
+            "limit": source.limit,
+        }
+    target = variant_dir(out / "work", model, variant)
+    assert target is not None
+    train_lora(model, data, target, replace(study.train_config(), **overrides), resume="latest", progress=progress)
+    return target
 
-    experts = {skill: variant_dir(workdir, model, f"expert:{skill}") for skill in images}
-    for method in sorted(kinds["merged"], key=str):
-        target = variant_dir(workdir, model, f"merged:{method or 'paper'}")
-        assert target is not None
-        merge_experts(model, {k: v for k, v in experts.items() if v is not None}, target, method=method or "paper")
-    timings["merge"] = round(time.perf_counter() - clock, 2)
+
+def merge_unit(study: StudyConfig, out: Path, method: str) -> Path:
+    """Stage 4: the experts of every skill merged with ``method``."""
+    from selma.merge import merge_experts
+    from selma.models import resolve_model
+    from selma.variants import variant_dir
+
+    model = resolve_model(study.base_model)
+    experts = {s: variant_dir(out / "work", model, f"expert:{s}") for s in study.skills}
+    target = variant_dir(out / "work", model, f"merged:{method}")
+    assert target is not None
+    merge_experts(model, {k: v for k, v in experts.items() if v is not None}, target, method=method)
+    return target
+
+
+def build_variants(study: StudyConfig, out: Path, *, extra_prompts: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Build every LoRA the study's variants need under ``out/work``, stage by stage, in this process.
+
+    Returns the work folder, the base model, training and held-out prompts (``extra_prompts`` per
+    skill beyond ``prompts_per_skill``) and per-stage timings.
+    """
+    from selma.models import resolve_model
+
+    units = study_units(study)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    make_prompts(study, out, extra_prompts=extra_prompts, progress=progress)
+    timings["datagen"] = round(time.perf_counter() - clock, 2)
+    for stage, work in (
+        ("generate", [lambda r=r: render_unit(study, out, *r, progress=progress) for r in units.renders]),
+        ("train", [lambda v=v: train_unit(study, out, v, progress=progress) for v in units.trainings]),
+        ("merge", [lambda m=m: merge_unit(study, out, m) for m in units.merges]),
+    ):
+        clock = time.perf_counter()
+        for unit in work:
+            unit()
+        timings[stage] = round(time.perf_counter() - clock, 2)
+    prompt_file = out / "prompts.jsonl"
+    by_skill = _prompts_by_skill(prompt_file) if prompt_file.is_file() else {}
     return {
-        "workdir": workdir,
-        "model": model,
-        "train_prompts": train_prompts,
-        "held_out": held_out,
+        "workdir": out / "work",
+        "model": resolve_model(study.base_model),
+        "train_prompts": {s: items[: study.prompts_per_skill] for s, items in by_skill.items()},
+        "held_out": [item for items in by_skill.values() for item in items[study.prompts_per_skill :]],
         "timings": timings,
     }
 
@@ -336,21 +386,75 @@ def plan_study(study: StudyConfig, out: Path, locator: Any) -> list[dict[str, An
     return rows
 
 
-def run_study(study: StudyConfig, out: Path, locator: Any, *, progress: bool = True) -> dict[str, Any]:
-    """Build what is missing, run every cell, and write ``comparison.md``/``comparison.csv``/``study.json``."""
+def execute(units: list[Callable[[], Any]], launcher: str | None, folder: Path, params: dict[str, Any]) -> list[Any]:
+    """Run independent units here (``launcher=None``) or as a submitit job array.
+
+    ``launcher`` is a submitit cluster: ``slurm`` (one Slurm array per stage), ``local`` (subprocesses
+    on this machine) or ``debug`` (in this process). ``params`` go to ``update_parameters``.
+    """
+    if launcher is None or not units:
+        return [unit() for unit in units]
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=launcher)
+    executor.update_parameters(**params)
+    with executor.batch():
+        jobs = [executor.submit(unit) for unit in units]
+    return [job.result() for job in jobs]
+
+
+def run_cell(study: StudyConfig, out: Path, locator: Any, request: Any) -> dict[str, Any]:
+    """Stage 5: one (variant, suite) evaluation, cached by hash."""
+    from selma.run import run
+
+    return run(request, locator, workdir=out / "work", out_root=out / "runs")
+
+
+def run_study(
+    study: StudyConfig,
+    out: Path,
+    locator: Any,
+    *,
+    progress: bool = True,
+    launcher: str | None = None,
+    launcher_params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build what is missing, run every cell, and write ``comparison.md``/``comparison.csv``/``study.json``.
+
+    With a ``launcher`` every stage's units (renders, LoRAs, merges, cells) are submitted as one job
+    array; a stage starts when the previous one has finished.
+    """
     import pandas as pd
 
     from selma.results.store import make_provenance, now
-    from selma.run import run
     from selma.suites import load_suite
 
     started = now()
     for suite in study.suites:  # missing suite data fails before any model work
         load_suite(suite, locator)
-    built = build_variants(study, out, progress=progress)
+    units = study_units(study)
+    params = launcher_params or {}
+    folder = out / "jobs"
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    make_prompts(study, out, progress=progress)
+    timings["datagen"] = round(time.perf_counter() - clock, 2)
+    stages = (
+        ("generate", [partial(render_unit, study, out, ref, skill) for ref, skill in units.renders]),
+        ("train", [partial(train_unit, study, out, variant) for variant in units.trainings]),
+        ("merge", [partial(merge_unit, study, out, method) for method in units.merges]),
+    )
+    for stage, work in stages:
+        clock = time.perf_counter()
+        execute(work, launcher, folder, params)
+        timings[stage] = round(time.perf_counter() - clock, 2)
+    requests = _requests(study)
+    clock = time.perf_counter()
+    results = execute([partial(run_cell, study, out, locator, r) for r in requests], launcher, folder, params)
+    timings["evaluate"] = round(time.perf_counter() - clock, 2)
+    built = {"timings": timings}
     rows = []
-    for request in _requests(study):
-        result = run(request, locator, workdir=out / "work", out_root=out / "runs")
+    for request, result in zip(requests, results, strict=True):
         for summary in result["summaries"]:
             low, high = summary["ci"]["score"]
             rows.append(

@@ -129,3 +129,17 @@ def test_killed_study_restarts_to_the_same_results(
     cut = list(csv.DictReader((tmp_path / "cut" / "comparison.csv").open()))
     drop = lambda rows: [{k: v for k, v in r.items() if k != "run"} for r in rows]  # noqa: E731
     assert drop(whole) == drop(cut)
+
+
+@pytest.mark.slow
+def test_study_as_local_job_arrays(
+    tiny_models: dict[str, Path], tiny_clip: Path, tmp_path: Path, locator: DataLocator
+) -> None:
+    """submitit's local cluster runs every unit in its own process, as Slurm would; the results are the same."""
+    study = load_study(_write(tmp_path, tiny_models, tiny_clip, variants=["base", "expert:coco"]))
+    here = run_study(study, tmp_path / "here", locator, progress=False)
+    jobs = run_study(
+        study, tmp_path / "jobs", locator, progress=False, launcher="local", launcher_params={"timeout_min": 10}
+    )
+    assert jobs["table"].equals(here["table"])
+    assert list((tmp_path / "jobs" / "jobs").glob("*_result.pkl"))  # the units ran as submitit jobs
