@@ -24,6 +24,7 @@ from selma import __version__
 from selma.errors import SelmaError
 from selma.prompts import PromptItem
 from selma.results.store import config_hash, make_provenance, now
+from selma.shard import process_state
 
 GENERATION = "generation.json"
 METADATA = "metadata.jsonl"
@@ -138,11 +139,10 @@ def generate(
     Returns counts of images rendered by this process and skipped as already present.
     """
     import torch
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     started = now()
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()
     config = {"command": "generate", **asdict(settings), "prompts": [asdict(p) for p in prompts]}
     config["version"] = __version__
     digest = config_hash(config)

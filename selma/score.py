@@ -13,7 +13,7 @@ import json
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from selma.metrics import all_metrics
 from selma.metrics.images import image_sha256, load_rgb
 from selma.results.schema import MetricSummary, Provenance, ScoreSummary
 from selma.results.store import config_hash, existing_run, make_provenance, now, write_run
+from selma.shard import process_state, shard_map
 from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean
 from selma.suites import DataLocator, Suite, load_suite
 
@@ -92,6 +93,7 @@ class _Job:
     notes: list[str]
     limited: bool
     provenance: Callable[[], Provenance]
+    scratch: Path
 
 
 def score_folder(
@@ -158,9 +160,13 @@ def score_folder(
         notes=notes,
         limited=limit is not None,
         provenance=lambda: make_provenance(config, inputs, seed=seed, started_at=started),
+        scratch=run_dir.with_name(f".{run_dir.name}.shards"),
     )
     summary, records = _score_qa(job) if qa else _score_per_image(job)
-    write_run(run_dir, summary, records)
+    state = process_state()
+    if state.is_main_process:
+        write_run(run_dir, summary, records)
+    state.wait_for_everyone()
     return summary, run_dir, False
 
 
@@ -173,7 +179,11 @@ def _score_per_image(job: _Job) -> tuple[MetricSummary, dict[str, list[dict[str,
     text = {p.id: p.text for p in suite.prompts}
     category = {p.id: p.category for p in suite.prompts}
     pairs = [(pid, path) for pid in prompt_ids for path in images.by_prompt[pid]]
-    values = scorer.score([load_rgb(path) for _, path in pairs], [text[pid] for pid, _ in pairs])
+
+    def score_chunk(chunk: Sequence[tuple[str, Path]]) -> list[float]:
+        return scorer.score([load_rgb(path) for _, path in chunk], [text[pid] for pid, _ in chunk])
+
+    values = shard_map(pairs, getattr(scorer, "batch_size", 8), score_chunk, job.scratch)
     notes.extend(getattr(scorer, "notes", []))
     image_records = [
         {"prompt_id": pid, "file": str(path), "score": value} for (pid, path), value in zip(pairs, values, strict=True)
@@ -238,9 +248,13 @@ def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]
     questions = [q for q in suite.questions if q.prompt_id in first]
     shas = {pid: image_sha256(path) for pid, path in first.items()}
     loaded = {pid: load_rgb(path) for pid, path in first.items()}
-    answers = vqa.answer(
-        [loaded[q.prompt_id] for q in questions], [q.text for q in questions], [shas[q.prompt_id] for q in questions]
-    )
+
+    def answer_chunk(chunk: Sequence[Any]) -> list[str]:
+        return vqa.answer(
+            [loaded[q.prompt_id] for q in chunk], [q.text for q in chunk], [shas[q.prompt_id] for q in chunk]
+        )
+
+    answers = shard_map(questions, vqa.batch_size, answer_chunk, job.scratch)
     rules, matcher = METRIC_RULES[metric]
     answered = {(q.prompt_id, q.id): a for q, a in zip(questions, answers, strict=True)}
     # Every suite prompt counts (one without an image scores 0 under DSG's rule) unless --limit chose some.

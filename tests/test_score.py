@@ -151,3 +151,53 @@ def test_score_errors(drawbench_images: Path, locator: DataLocator, tmp_path: Pa
         score_folder("drawbench", drawbench_images, "dsg", locator)
     with pytest.raises(SelmaError, match="no image matches a prompt of suite 'dsg'"):
         score_folder("dsg", drawbench_images, "dsg", locator)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", ["pickscore", "dsg"])
+def test_two_processes_score_like_one(tiny_clip: Path, tiny_blip: Path, tmp_path: Path, metric: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "images"
+    suite = "drawbench" if metric == "pickscore" else "tifa160"
+    for k in range(6):
+        _write(folder, f"{suite}_{k}.png", seed=k)
+    checkpoints = (
+        [f"model={tiny_clip}", f"processor={tiny_clip}"]
+        if metric == "pickscore"
+        else ["vqa=blip", f"model={tiny_blip}"]
+    )
+    args = [
+        "score",
+        "--suite",
+        suite,
+        "--images",
+        str(folder),
+        "--metric",
+        metric,
+        "--limit",
+        "6",
+        "--data-dir",
+        str(DATA),
+        *[x for c in checkpoints for x in ("--checkpoint", c)],
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SELMA_BENCH_CACHE": str(tmp_path / "cache")}
+    bin_dir = Path(sys.executable).parent
+    subprocess.run(
+        [bin_dir / "selma-bench", *args, "--out", str(tmp_path / "one")], env=env, check=True, capture_output=True
+    )
+    subprocess.run(
+        [bin_dir / "torchrun", "--nproc_per_node", "2", "-m", "selma.cli", *args, "--out", str(tmp_path / "two")],
+        env={**env, "SELMA_BENCH_CACHE": str(tmp_path / "cache2")},
+        check=True,
+        capture_output=True,
+    )
+    kinds = ["prompts", "images"] if metric == "pickscore" else ["prompts", "questions"]
+    for kind in kinds:
+        assert read_records(tmp_path / "one", kind) == read_records(tmp_path / "two", kind)
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert one["score"] == two["score"] and one["ci"] == two["ci"]
+    assert not list(tmp_path.glob(".two.shards"))
