@@ -214,6 +214,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Tables and a figure from run directories."""
     from selma.report import write_report
 
+    if args.paper:
+        from selma.report import paper_table
+
+        if not args.model:
+            raise SelmaError("--paper needs --model (the base model of the paper's rows, e.g. sd-v2)")
+        table = paper_table(args.runs, args.paper, args.model)
+        args.out.mkdir(parents=True, exist_ok=True)
+        text = f"# measured beside the paper's {args.paper} ({args.model})\n\n{table.to_markdown(index=False)}\n"
+        (args.out / "paper.md").write_text(text, encoding="utf-8")
+        table.to_csv(args.out / "paper.csv", index=False)
+        print(text)
+        return 0
     written = write_report(args.runs, args.out)
     print((written["table.md"]).read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(p) for p in written.values())}", file=sys.stderr)
@@ -809,6 +821,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="Markdown/LaTeX/CSV tables and a figure from runs")
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--paper",
+        choices=["table1", "table2", "table4", "figure1"],
+        help="put the runs beside the paper's numbers (runs labelled <model>/<variant>)",
+    )
+    p.add_argument("--model", help="with --paper: the base model of the paper's rows (sd-v1-4, sd-v2, sdxl-base)")
     p.set_defaults(func=cmd_report)
     return parser
 

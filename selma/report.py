@@ -101,3 +101,25 @@ def write_report(run_dirs: list[Path], out: Path) -> dict[str, Path]:
 
     write_files(out, build)
     return {name: out / name for name in ("table.md", "table.tex", "table.csv", "figure.png", "report.json")}
+
+
+def paper_table(run_dirs: list[Path], table: str, base_model: str) -> pd.DataFrame:
+    """Measured rows (variant from each run's ``model/variant`` label) beside the paper's numbers."""
+    from selma.paper import beside_paper
+
+    rows = []
+    for run in run_dirs:
+        summary = read_summary(run)
+        variant = summary.label.partition("/")[2] or "base"
+        low, high = summary.ci["score"]
+        rows.append(
+            {
+                "variant": variant,
+                "suite": summary.suite,
+                "metric": summary.metric,
+                "score": round(summary.score, 3),
+                "ci_low": round(low, 3),
+                "ci_high": round(high, 3),
+            }
+        )
+    return pd.DataFrame(beside_paper(rows, table, base_model))

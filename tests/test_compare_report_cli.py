@@ -127,3 +127,16 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     )
     assert "score 81.2" in run.stdout or "score 81.3" in run.stdout
     assert "wrote selma-runs/rescore-tifa-sample_evaluation_result-" in run.stderr
+
+
+def test_report_beside_the_paper(locator: DataLocator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = rescore(
+        RescoreRequest("dsg", ANSWERS / "pali17b_dsg.csv", t2i_model="sd2dot1", label="sd-v2/base"),
+        locator,
+        out=tmp_path / "base",
+    ).run_dir
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--paper", "table1", "--model", "sd-v2"]) == 0
+    rows = list(__import__("csv").DictReader((tmp_path / "rep" / "paper.csv").open()))
+    assert rows[0]["variant"] == "base" and float(rows[0]["paper"]) == 70.3
+    assert float(rows[0]["difference"]) == pytest.approx(float(rows[0]["score"]) - 70.3, abs=1e-3)
+    assert "70.3" in capsys.readouterr().out
