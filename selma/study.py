@@ -51,6 +51,13 @@ class GtSource(BaseModel):
     limit: int | None = None
 
 
+def _known(kind: str, values: list[str], known: list[str]) -> list[str]:
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown[0]!r} (known: {', '.join(known)})")
+    return values
+
+
 class StudyConfig(BaseModel):
     """A study, as written in its YAML file."""
 
@@ -89,32 +96,21 @@ class StudyConfig(BaseModel):
     def _skills(cls, value: list[str]) -> list[str]:
         from selma.datagen.skills import load_skills
 
-        known = load_skills()
-        unknown = [s for s in value if s not in known]
-        if unknown:
-            raise ValueError(f"unknown skill {unknown[0]!r} (known: {', '.join(known)})")
-        return value
+        return _known("skill", value, list(load_skills()))
 
     @field_validator("suites")
     @classmethod
     def _suites(cls, value: list[str]) -> list[str]:
         from selma.suites import suite_registry
 
-        unknown = [s for s in value if s not in suite_registry()]
-        if unknown:
-            raise ValueError(f"unknown suite {unknown[0]!r} (known: {', '.join(suite_registry().names())})")
-        return value
+        return _known("suite", value, suite_registry().names())
 
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, value: list[str]) -> list[str]:
         from selma.metrics import all_metrics
 
-        known = [*all_metrics().names(), "dsg", "tifa"]
-        unknown = [m for m in value if m not in known]
-        if unknown:
-            raise ValueError(f"unknown metric {unknown[0]!r} (known: {', '.join(known)})")
-        return value
+        return _known("metric", value, [*all_metrics().names(), "dsg", "tifa"])
 
     @model_validator(mode="after")
     def _variants(self) -> StudyConfig:

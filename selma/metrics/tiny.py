@@ -10,6 +10,14 @@ TINY_OPEN_CLIP = {
     "vision_cfg": {"image_size": 30, "layers": 2, "width": 32, "head_width": 8, "patch_size": 6},
     "text_cfg": {"context_length": 77, "vocab_size": 514, "width": 32, "heads": 4, "layers": 2},
 }
+TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": 32,
+    "patch_size": 8,
+}
 VQA_WORDS = ["yes", "no", "is", "there", "a", "cat", "red", "dog", "two", "?"]
 
 
@@ -66,14 +74,7 @@ def save_tiny_blip_vqa(root: Path, seed: int = 0) -> Path:
         "sep_token_id": 3,
         "pad_token_id": 0,
     }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 32,
-        "patch_size": 8,
-    }
+    vision = TINY_VISION
     torch.manual_seed(seed)
     BlipForQuestionAnswering(BlipConfig(text_config=text, vision_config=vision)).save_pretrained(root)
     processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
@@ -127,9 +128,7 @@ def save_tiny_llava(root: Path, seed: int = 0) -> Path:
         extra_special_tokens={"image_token": "<image>"},
     )
     vocab = tokenizer.get_vocab()
-    vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
-    )
+    vision = CLIPVisionConfig(**TINY_VISION)
     text = LlamaConfig(
         vocab_size=len(vocab),
         hidden_size=32,
@@ -180,14 +179,7 @@ def save_tiny_blip2(root: Path, *, instruct: bool = False, seed: int = 0) -> Pat
     image_token = len(tokenizer)  # the processor adds "<image>" after the vocabulary
     prefix = "InstructBlip" if instruct else "Blip2"
     config = getattr(transformers, f"{prefix}Config")(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": 32,
-            "patch_size": 8,
-        },
+        vision_config=TINY_VISION,
         qformer_config={
             "vocab_size": 30,
             "hidden_size": 32,
