@@ -243,7 +243,12 @@ def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]
         raise SelmaError(f"suite '{suite.name}' has no questions on disk; see `selma-bench suites show {suite.name}`")
     spec = vqa_models.get(checkpoints.get("vqa", "blip"))
     cache = AnswerCache(default_cache_dir() / "vqa-answers.sqlite")
-    vqa = VQAModel(spec, checkpoints.get("model") or spec.checkpoint, device=device, cache=cache)
+    if spec.family == "shapes":
+        from selma.world.evaluator import ShapesAnswerer
+
+        vqa: Any = ShapesAnswerer()
+    else:
+        vqa = VQAModel(spec, checkpoints.get("model") or spec.checkpoint, device=device, cache=cache)
     first = {pid: images.by_prompt[pid][0] for pid in prompt_ids}
     questions = [q for q in suite.questions if q.prompt_id in first]
     shas = {pid: image_sha256(path) for pid, path in first.items()}

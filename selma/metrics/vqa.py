@@ -72,6 +72,7 @@ for _spec in (
     ),
 ):
     vqa_models.add(_spec.name, _spec)
+vqa_models.add("shapes-exact", VQASpec("shapes-exact", "shapes", "", notes="the shapes world's exact evaluator"))
 
 NO_TRANSFORMERS_PORT = {
     "mplug-large": "SELMA's DSG answerer (ModelScope damo/mplug_visual-question-answering_coco_large_en) has no "

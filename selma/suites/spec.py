@@ -123,8 +123,8 @@ def _parse_entry(path: Path, name: str, entry: object) -> SuiteSpec:
     if unknown:
         raise fail(sorted(unknown)[0], "unknown key")
     files = entry["files"]
-    if not isinstance(files, dict) or not files:
-        raise fail("files", "expected a mapping of file roles to {path, url, sha256, size}")
+    if not isinstance(files, dict):
+        raise fail("files", "expected a mapping of file roles to {path, url, sha256, size} ({} for generated suites)")
     parsed_files = {}
     for role, spec in files.items():
         if not isinstance(spec, dict) or "path" not in spec:

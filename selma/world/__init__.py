@@ -1,0 +1,1 @@
+"""A procedurally rendered world of coloured shapes where every DSG-style question is answered exactly."""

@@ -1,0 +1,144 @@
+"""Scenes of coloured shapes, their captions and DSG-style questions, and the renderer.
+
+32x32 RGB on black; 1-4 non-overlapping objects (gap >= 2 px), shapes {circle, square,
+triangle} x colours {red, green, blue, yellow}, 8-10 px. Skills: ``count`` ("three red
+circles"), ``binding`` ("a blue square and a red triangle"), ``spatial`` ("a green circle left of
+a yellow square", dominant-axis offset >= 6 px) and ``count_binding`` ("two red circles and a blue
+square"). Some (colour, shape) pairs are held out of training prompts.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+PALETTE = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (235, 220, 40)}
+SHAPES = ("circle", "square", "triangle")
+RELATIONS = ("left of", "right of", "above", "below")
+NUMBERS = {2: "two", 3: "three", 4: "four"}
+SKILLS = ("count", "binding", "spatial", "count_binding")
+HELD_OUT = {("red", "triangle"), ("blue", "circle")}  # never in training prompts
+IMAGE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Thing:
+    """A kind of object: colour and shape."""
+
+    color: str
+    shape: str
+
+    def phrase(self, article: bool = True) -> str:
+        """'a red circle' / 'red circle'."""
+        return f"a {self.color} {self.shape}" if article else f"{self.color} {self.shape}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a caption asks for: kinds of objects with counts, and an optional relation."""
+
+    skill: str
+    items: tuple[tuple[Thing, int], ...]
+    relation: str | None = None
+
+    def caption(self) -> str:
+        """The prompt text."""
+        if self.skill == "count":
+            ((thing, n),) = self.items
+            return f"{NUMBERS[n]} {thing.color} {thing.shape}s"
+        if self.skill == "count_binding":
+            (a, n), (b, _) = self.items
+            return f"{NUMBERS[n]} {a.color} {a.shape}s and {b.phrase()}"
+        (a, _), (b, _) = self.items
+        if self.skill == "spatial":
+            return f"{a.phrase()} {self.relation} {b.phrase()}"
+        return f"{a.phrase()} and {b.phrase()}"
+
+    def questions(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(question id, text, parent ids): entity, then attribute on it, counts, then the relation."""
+        out: list[tuple[str, str, tuple[str, ...]]] = []
+        attribute_ids = []
+        for thing, n in self.items:
+            entity = str(len(out) + 1)
+            out.append((entity, f"Is there a {thing.shape}?", ()))
+            attribute = str(len(out) + 1)
+            out.append((attribute, f"Is the {thing.shape} {thing.color}?", (entity,)))
+            attribute_ids.append(attribute)
+            if self.skill in ("count", "count_binding") and n > 1:
+                out.append(
+                    (str(len(out) + 1), f"Are there exactly {NUMBERS[n]} {thing.color} {thing.shape}s?", (attribute,))
+                )
+        if self.relation:
+            (a, _), (b, _) = self.items
+            out.append(
+                (
+                    str(len(out) + 1),
+                    f"Is the {a.color} {a.shape} {self.relation} the {b.color} {b.shape}?",
+                    tuple(attribute_ids),
+                )
+            )
+        return out
+
+
+def sample_spec(skill: str, rng: random.Random, *, held_out: bool = True) -> Spec:
+    """A random spec of ``skill``; with ``held_out`` the held-out pairs are never drawn."""
+    things = [Thing(c, s) for c in PALETTE for s in SHAPES if not (held_out and (c, s) in HELD_OUT)]
+    if skill == "count":
+        return Spec(skill, ((rng.choice(things), rng.choice([2, 3, 4])),))
+    while True:  # two objects differing in colour and shape
+        a, b = rng.sample(things, 2)
+        if a.color != b.color and a.shape != b.shape:
+            break
+    if skill == "binding":
+        return Spec(skill, ((a, 1), (b, 1)))
+    if skill == "spatial":
+        return Spec(skill, ((a, 1), (b, 1)), rng.choice(RELATIONS))
+    return Spec(skill, ((a, rng.choice([2, 3])), (b, 1)))
+
+
+def _place(rng: random.Random, sizes: list[int], relation: str | None) -> list[tuple[int, int]] | None:
+    boxes: list[tuple[int, int, int]] = []
+    for size in sizes:
+        for _ in range(200):
+            x, y = rng.randint(1, IMAGE_SIZE - size - 1), rng.randint(1, IMAGE_SIZE - size - 1)
+            if all(
+                x + size + 2 <= bx or bx + bs + 2 <= x or y + size + 2 <= by or by + bs + 2 <= y for bx, by, bs in boxes
+            ):
+                boxes.append((x, y, size))
+                break
+        else:
+            return None
+    if relation is not None:
+        (ax, ay, asz), (bx, by, bsz) = boxes[0], boxes[1]
+        dx = (bx + bsz / 2) - (ax + asz / 2)
+        dy = (by + bsz / 2) - (ay + asz / 2)
+        wanted = {"left of": dx, "right of": -dx, "above": dy, "below": -dy}[relation]
+        # a margin of 3 px keeps the dominant axis when centroids differ from box centres (triangles)
+        dominant = abs(dx) >= abs(dy) + 3 if relation in ("left of", "right of") else abs(dy) >= abs(dx) + 3
+        if not (wanted >= 6 and dominant):
+            return None
+    return [(x, y) for x, y, _ in boxes]
+
+
+def render(spec: Spec, rng: random.Random) -> Any:
+    """A PIL image that satisfies ``spec`` exactly."""
+    from PIL import Image, ImageDraw
+
+    things = [thing for thing, n in spec.items for _ in range(n)]
+    while True:
+        sizes = [rng.randint(8, 10) for _ in things]
+        places = _place(rng, sizes, spec.relation)
+        if places is not None:
+            break
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for thing, (x, y), size in zip(things, places, sizes, strict=True):
+        color = PALETTE[thing.color]
+        if thing.shape == "square":
+            draw.rectangle((x, y, x + size - 1, y + size - 1), fill=color)
+        elif thing.shape == "circle":
+            draw.ellipse((x, y, x + size - 1, y + size - 1), fill=color)
+        else:
+            draw.polygon([(x + (size - 1) / 2, y), (x, y + size - 1), (x + size - 1, y + size - 1)], fill=color)
+    return image
