@@ -366,17 +366,17 @@ def cmd_datagen(args: argparse.Namespace) -> int:
     """Write skill prompts with an LLM."""
     from selma.datagen.backends import backends
     from selma.datagen.run import generate_prompts
-    from selma.datagen.skills import BUILTIN_SKILLS, load_skills
+    from selma.datagen.skills import BUILTIN_SKILLS, WORLD_SKILLS, load_skills
 
-    skills = load_skills(BUILTIN_SKILLS)
+    skills = {**load_skills(BUILTIN_SKILLS), **load_skills(WORLD_SKILLS)}
     if args.skills_file:
         skills.update(load_skills(args.skills_file))
     names = args.skills.split(",") if args.skills else list(skills)
     unknown = [name for name in names if name not in skills]
     if unknown:
         raise SelmaError(f"unknown skill(s) {', '.join(unknown)}; known: {', '.join(skills)}")
-    if args.backend == "offline":
-        backend = backends.get("offline")()
+    if args.backend in ("offline", "world"):
+        backend = backends.get(args.backend)()
     elif args.backend == "transformers":
         if not args.llm:
             raise SelmaError("--backend transformers needs --llm PATH_OR_HUB_ID")
@@ -663,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skills", help="comma-separated (default: all built-in skills)")
     p.add_argument("--skills-file", type=Path, help="a YAML file of extra skills")
     p.add_argument("--n", type=int, default=1000, help="prompts per skill")
-    p.add_argument("--backend", default="offline", choices=["offline", "transformers", "openai"])
+    p.add_argument("--backend", default="offline", choices=["offline", "world", "transformers", "openai"])
     p.add_argument("--llm", help="transformers: local path or hub id; openai: the model name")
     p.add_argument("--base-url", help="an OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)")
     p.add_argument("--completions", action="store_true", help="use the legacy completions endpoint, not chat")

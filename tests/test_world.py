@@ -77,3 +77,26 @@ def test_unknown_questions_are_refused() -> None:
     image = Image.new("RGB", (32, 32))
     assert answerer.answer([image, image], ["Is there a circle?", "Is there a square?"], ["a", "a"]) == ["no", "no"]
     assert answerer.calls == 1  # one detection per distinct image
+
+
+def test_world_prompt_writer_through_datagen(tmp_path: Path) -> None:
+    import json
+
+    from selma.datagen.backends import WorldWriter
+    from selma.datagen.run import RougeFilter, generate_prompts
+    from selma.datagen.skills import WORLD_SKILLS, load_skills
+
+    skills = load_skills(WORLD_SKILLS)
+    assert list(skills) == [f"world_{s}" for s in SKILLS]
+    counts = generate_prompts(list(skills.values()), 20, WorldWriter(), tmp_path / "p.jsonl", seed=0, progress=False)
+    assert counts == {f"world_{s}": 20 for s in SKILLS}
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    rouge = RougeFilter()
+    for skill in skills.values():
+        texts = [r["text"] for r in rows if r["skill"] == skill.name]
+        assert all(WorldWriter.skill_of(t) == skill.name.removeprefix("world_") for t in texts)
+        assert not any(f"{c} {s}" in t for t in texts for c, s in HELD_OUT)  # held-out pairs stay out
+        pool = list(skill.seeds)
+        for text in texts:
+            assert rouge.accepts(text, pool)
+            pool.append(text)

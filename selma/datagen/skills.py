@@ -10,6 +10,7 @@ import yaml
 from selma.errors import DataInputError
 
 BUILTIN_SKILLS = Path(__file__).with_name("skills.yaml")
+WORLD_SKILLS = Path(__file__).parents[1] / "world" / "skills.yaml"
 
 
 @dataclass(frozen=True)

@@ -41,19 +41,34 @@ class Spec:
     skill: str
     items: tuple[tuple[Thing, int], ...]
     relation: str | None = None
+    style: int = 0  # which phrasing of the caption (the questions do not depend on it)
 
     def caption(self) -> str:
         """The prompt text."""
         if self.skill == "count":
             ((thing, n),) = self.items
-            return f"{NUMBERS[n]} {thing.color} {thing.shape}s"
+            many = f"{NUMBERS[n]} {thing.color} {thing.shape}s"
+            return [many, f"exactly {many}", f"a picture of {many}", f"{many} on black"][self.style % 4]
         if self.skill == "count_binding":
             (a, n), (b, _) = self.items
-            return f"{NUMBERS[n]} {a.color} {a.shape}s and {b.phrase()}"
+            many = f"{NUMBERS[n]} {a.color} {a.shape}s"
+            options = [
+                f"{many} and {b.phrase()}",
+                f"{b.phrase()} and {many}",
+                f"{many} with {b.phrase()}",
+                f"{b.phrase()} next to {many}",
+            ]
+            return options[self.style % 4]
         (a, _), (b, _) = self.items
         if self.skill == "spatial":
             return f"{a.phrase()} {self.relation} {b.phrase()}"
-        return f"{a.phrase()} and {b.phrase()}"
+        options = [
+            f"{a.phrase()} and {b.phrase()}",
+            f"{a.phrase()} with {b.phrase()}",
+            f"a picture of {a.phrase()} and {b.phrase()}",
+            f"{a.phrase()} together with {b.phrase()}",
+        ]
+        return options[self.style % 4]
 
     def questions(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(question id, text, parent ids): entity, then attribute on it, counts, then the relation."""
@@ -84,17 +99,18 @@ class Spec:
 def sample_spec(skill: str, rng: random.Random, *, held_out: bool = True) -> Spec:
     """A random spec of ``skill``; with ``held_out`` the held-out pairs are never drawn."""
     things = [Thing(c, s) for c in PALETTE for s in SHAPES if not (held_out and (c, s) in HELD_OUT)]
+    style = rng.randrange(4)
     if skill == "count":
-        return Spec(skill, ((rng.choice(things), rng.choice([2, 3, 4])),))
+        return Spec(skill, ((rng.choice(things), rng.choice([2, 3, 4])),), style=style)
     while True:  # two objects differing in colour and shape
         a, b = rng.sample(things, 2)
         if a.color != b.color and a.shape != b.shape:
             break
     if skill == "binding":
-        return Spec(skill, ((a, 1), (b, 1)))
+        return Spec(skill, ((a, 1), (b, 1)), style=style)
     if skill == "spatial":
-        return Spec(skill, ((a, 1), (b, 1)), rng.choice(RELATIONS))
-    return Spec(skill, ((a, rng.choice([2, 3])), (b, 1)))
+        return Spec(skill, ((a, 1), (b, 1)), rng.choice(RELATIONS), style=style)
+    return Spec(skill, ((a, rng.choice([2, 3])), (b, 1)), style=style)
 
 
 def _place(rng: random.Random, sizes: list[int], relation: str | None) -> list[tuple[int, int]] | None:
