@@ -91,6 +91,7 @@ class Suite:
         return list(dict.fromkeys(p.category for p in self.prompts if p.category is not None))
 
 
+GENERATED_FORMATS = {"shapes_world"}  # suites whose prompts are generated, not read from files
 _REQUIRED = ("title", "description", "source", "license", "format", "files")
 _OPTIONAL = {"citation", "options", "scoring", "n_prompts", "n_questions"}
 _FILE_KEYS = {"path", "url", "sha256", "size", "required"}
@@ -123,7 +124,7 @@ def _parse_entry(path: Path, name: str, entry: object) -> SuiteSpec:
     if unknown:
         raise fail(sorted(unknown)[0], "unknown key")
     files = entry["files"]
-    if not isinstance(files, dict):
+    if not isinstance(files, dict) or (not files and entry["format"] not in GENERATED_FORMATS):
         raise fail("files", "expected a mapping of file roles to {path, url, sha256, size} ({} for generated suites)")
     parsed_files = {}
     for role, spec in files.items():
