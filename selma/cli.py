@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -245,7 +246,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = [
         [
             s.name,
-            s.hub_id or "(built offline, random weights)",
+            s.hub_id or (f"packaged ({s.packaged})" if s.packaged else "(built offline, random weights)"),
             s.family,
             s.resolution,
             s.prediction_type,
@@ -366,9 +367,9 @@ def cmd_datagen(args: argparse.Namespace) -> int:
     """Write skill prompts with an LLM."""
     from selma.datagen.backends import backends
     from selma.datagen.run import generate_prompts
-    from selma.datagen.skills import BUILTIN_SKILLS, WORLD_SKILLS, load_skills
+    from selma.datagen.skills import all_skills, load_skills
 
-    skills = {**load_skills(BUILTIN_SKILLS), **load_skills(WORLD_SKILLS)}
+    skills = all_skills()
     if args.skills_file:
         skills.update(load_skills(args.skills_file))
     names = args.skills.split(",") if args.skills else list(skills)
@@ -393,16 +394,26 @@ def cmd_datagen(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the whole recipe on a tiny model."""
+    """Run the SELMA study in the shapes world."""
+    from dataclasses import replace
+
     from selma.demo import DemoConfig, run_demo
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the demo needs is built locally
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the demo needs ships with the package
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    summary = run_demo(args.out, DemoConfig(model=args.model, train_steps=args.steps))
-    rows = [[name, info["lora"] or "-", info["images"]] for name, info in summary["variants"].items()]
-    print(_table(rows, ["variant", "LoRA", "images of held-out prompts"]))
-    print(f"stage timings (s): {summary['timings_s']}")
-    print(f"wrote {args.out / 'summary.json'}")
+    config = DemoConfig()
+    sizes = {
+        "train_steps": args.steps,
+        "prompts_per_skill": args.prompts_per_skill,
+        "train_images_per_prompt": args.train_images,
+        "seed": args.seed,
+        "suite": args.suite,
+    }
+    config = replace(config, **{k: v for k, v in sizes.items() if v is not None})
+    result = run_demo(args.out, config, progress=not args.quiet)
+    print(Path(result["reports"]["per_skill.md"]).read_text(encoding="utf-8"))
+    print(f"stage timings (s): {result['timings_s']}")
+    print(f"wrote {args.out / 'reports'}")
     return 0
 
 
@@ -605,6 +616,44 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_world(args: argparse.Namespace) -> int:
+    """Train, evaluate or export a shapes-world model."""
+    from selma.world.train_model import (
+        SamplingSettings,
+        WorldTrainConfig,
+        evaluate_world_pipeline,
+        export_world_model,
+        train_world_model,
+    )
+
+    if args.action == "train":
+        config = WorldTrainConfig(
+            architecture=args.arch,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            seed=args.seed,
+            eval_every=args.eval_every,
+            eval_per_skill=args.per_skill,
+        )
+        command = "selma-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        record = train_world_model(config, args.out, threads=args.threads, progress=not args.quiet, command=command)
+        print(json.dumps(record))
+        return 0
+    if args.action == "export":
+        record = export_world_model(args.run, args.step, args.to)
+        print(f"{args.to}: step {record['steps']}, {json.dumps(record['evaluation'])}")
+        return 0
+    from selma.models import load_pipeline, resolve_model
+
+    pipe = load_pipeline(resolve_model(args.model))
+    scores = evaluate_world_pipeline(
+        pipe, per_skill=args.per_skill, seed=args.seed, sampling=SamplingSettings(guidance_scale=args.guidance)
+    )
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
     from selma.merge import METHODS
@@ -732,11 +781,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("demo", help="the whole SELMA recipe on a tiny model, on a CPU, in minutes")
+    p = sub.add_parser("demo", help="the SELMA study in the shapes world, exactly scored, on a CPU")
     p.add_argument("--out", type=Path, default=Path("selma-demo"))
-    p.add_argument("--model", default="tiny-sd1", choices=["tiny-sd1", "tiny-sd2", "tiny-sdxl"])
-    p.add_argument("--steps", type=int, default=20, help="training steps per LoRA")
+    p.add_argument("--steps", type=int, help="training steps per LoRA (default 300)")
+    p.add_argument("--prompts-per-skill", type=int, help="LLM-stage prompts per skill (default 40)")
+    p.add_argument("--train-images", type=int, help="base-model images per training prompt (default 5)")
+    p.add_argument("--suite", choices=["shapes", "shapes-mini", "shapes-large"], help="evaluation suite (shapes)")
+    p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("world", help="train, evaluate or export a shapes-world model (selma/world)")
+    world = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = world.add_parser("train", help="train a world model from scratch (resumes from <out>/state.pt)")
+    q.add_argument("--arch", default="base", choices=["base", "weak"])
+    q.add_argument("--steps", type=int, default=12000)
+    q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--eval-every", type=int, default=1000)
+    q.add_argument("--per-skill", type=int, default=32, help="evaluation prompts per skill")
+    q.add_argument("--threads", type=int, help="torch CPU threads")
+    q.add_argument("--out", type=Path, required=True)
+    q.set_defaults(func=cmd_world)
+    q = world.add_parser("eval", help="per-skill exact scores of a world model")
+    q.add_argument("model", help="shapes-base, shapes-weak or a pipeline directory")
+    q.add_argument("--per-skill", type=int, default=32)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--guidance", type=float, default=4.0)
+    q.set_defaults(func=cmd_world)
+    q = world.add_parser("export", help="copy a training run's pipeline at a step, with its training record")
+    q.add_argument("run", type=Path)
+    q.add_argument("--step", type=int, required=True)
+    q.add_argument("--to", type=Path, required=True)
+    q.set_defaults(func=cmd_world)
 
     p = sub.add_parser("metrics", help="list the scorers, their conventions and default checkpoints")
     p.add_argument("--json", action="store_true")

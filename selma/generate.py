@@ -57,8 +57,9 @@ class GenerationSettings:
     ) -> GenerationSettings:
         """Settings for a :class:`selma.variants.Variant`: its model's defaults unless overridden."""
         spec = variant.model.spec
+        revision = getattr(variant.model, "revision", None)
         return cls(
-            model=spec.name,
+            model=f"{spec.name}@{revision}" if revision else spec.name,
             variant=variant.key,
             steps=steps or spec.steps,
             guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,

@@ -140,9 +140,10 @@ def run(request: RunRequest, locator: DataLocator, *, workdir: Path, out_root: P
         lambda: prepared.variant.load(device=request.device),
         batch_size=request.batch_size,
     )
-    summaries, tables = [], []
+    summaries, tables, score_dirs = [], [], {}
     for metric in prepared.metrics:
         checkpoints = request.checkpoints.get(metric, {})
+        score_dirs[metric] = str(score_dir(prepared.images_dir, metric, checkpoints))
         summary, _, _ = score_folder(
             prepared.suite.name,
             prepared.images_dir,
@@ -153,9 +154,15 @@ def run(request: RunRequest, locator: DataLocator, *, workdir: Path, out_root: P
             limit=request.limit,
             seed=request.seed,
             label=f"{prepared.variant.model.spec.name}/{request.variant}",
-            out=score_dir(prepared.images_dir, metric, checkpoints),
+            out=Path(score_dirs[metric]),
         )
         summaries.append(json.loads(summary.model_dump_json()))
         tables.append(f"### {metric}\n\n{summaries_table([summary]).to_markdown(index=False)}\n")
     (prepared.images_dir / "table.md").write_text("\n".join(tables), encoding="utf-8")
-    return {"generated": generated, "summaries": summaries, "table": "\n".join(tables), "dir": str(prepared.images_dir)}
+    return {
+        "generated": generated,
+        "summaries": summaries,
+        "table": "\n".join(tables),
+        "dir": str(prepared.images_dir),
+        "score_dirs": score_dirs,
+    }

@@ -32,7 +32,7 @@ class DatagenSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["offline", "transformers", "openai"] = "offline"
+    backend: Literal["offline", "world", "transformers", "openai"] = "offline"
     llm: str | None = None
     base_url: str | None = None
     completions: bool = False
@@ -40,11 +40,16 @@ class DatagenSection(BaseModel):
 
 
 class GtSource(BaseModel):
-    """A ground-truth dataset: rendered shapes (offline) or image-text data that ``datasets`` loads."""
+    """A ground-truth dataset: rendered shapes (offline), the shapes world's renderer, or image-text data
+    that ``datasets`` loads.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     shapes: int | None = Field(None, description="render this many shape images (offline)")
+    world: int | None = Field(
+        None, description="render this many exact shapes-world scenes per world skill of the study"
+    )
     data: list[str] = Field(default_factory=list, description="image folders or datasets sources")
     image_column: str = "image"
     caption_column: str = "text"
@@ -78,6 +83,8 @@ class StudyConfig(BaseModel):
     checkpoints: dict[str, dict[str, str]] = Field(default_factory=dict)
     limit: int | None = Field(None, description="evaluate on the first N prompts of each suite")
     images_per_prompt: int = 1
+    train_images_per_prompt: int = Field(1, ge=1, description="images the base model renders per training prompt")
+    batch_size: int = Field(4, ge=1, description="generation batch size")
     seed: int = 0
     device: str = "cpu"
     paper: str | None = Field(None, description="the paper table this study reproduces (leaderboards/)")
@@ -94,9 +101,9 @@ class StudyConfig(BaseModel):
     @field_validator("skills")
     @classmethod
     def _skills(cls, value: list[str]) -> list[str]:
-        from selma.datagen.skills import load_skills
+        from selma.datagen.skills import all_skills
 
-        return _known("skill", value, list(load_skills()))
+        return _known("skill", value, list(all_skills()))
 
     @field_validator("suites")
     @classmethod
@@ -211,19 +218,19 @@ def make_prompts(study: StudyConfig, out: Path, *, extra_prompts: int = 0, progr
     """Stage 1: skill prompts from the study's LLM backend into ``out/prompts.jsonl``."""
     from selma.datagen.backends import backends
     from selma.datagen.run import generate_prompts
-    from selma.datagen.skills import load_skills
+    from selma.datagen.skills import all_skills
 
     if not study_units(study).renders:
         return
     settings = study.datagen
     backend_class = backends.get(settings.backend)
-    if settings.backend == "offline":
+    if settings.backend in ("offline", "world"):
         backend = backend_class()
     elif settings.backend == "transformers":
         backend = backend_class(settings.llm, device=study.device)
     else:
         backend = backend_class(settings.llm, base_url=settings.base_url, chat=not settings.completions)
-    skills = load_skills()
+    skills = all_skills()
     generate_prompts(
         [skills[s] for s in study.skills],
         study.prompts_per_skill + extra_prompts,
@@ -244,9 +251,10 @@ def render_unit(study: StudyConfig, out: Path, ref: str, skill: str, progress: b
     folder = image_dir(out, ref, skill, study.base_model)
     generate(
         prompts,
-        GenerationSettings.for_variant(chosen, seed=study.seed),
+        GenerationSettings.for_variant(chosen, seed=study.seed, images_per_prompt=study.train_images_per_prompt),
         folder,
         lambda: chosen.load(device=study.device),
+        batch_size=study.batch_size,
         progress=progress,
     )
     return folder
@@ -276,6 +284,10 @@ def train_unit(study: StudyConfig, out: Path, variant: str, progress: bool = Fal
         data = source.data
         if source.shapes:
             data = [str(render_shapes_dataset(out / f"gt-{arg}", source.shapes, seed=study.seed))]
+        if source.world:
+            from selma.world.suite import render_training_set
+
+            data = [str(render_training_set(out / f"gt-{arg}", study.skills, source.world, seed=study.seed))]
         overrides = {
             "image_column": source.image_column,
             "caption_column": source.caption_column,
@@ -348,6 +360,7 @@ def _requests(study: StudyConfig) -> list[Any]:
             seed=study.seed,
             limit=study.limit,
             device=study.device,
+            batch_size=study.batch_size,
         )
         for variant in study.variants
         for suite in study.suites
@@ -463,6 +476,7 @@ def run_study(
                     "ci_high": round(high, 3),
                     "n_prompts": summary["n_prompts"],
                     "run": result["dir"],
+                    "score_run": result["score_dirs"][summary["metric"]],
                 }
             )
     table = pd.DataFrame(rows)
@@ -480,7 +494,7 @@ def run_study(
     if study.paper:
         from selma.paper import beside_paper
 
-        joined = pd.DataFrame(beside_paper(rows, study.paper, study.base_model)).drop(columns=["run"])
+        joined = pd.DataFrame(beside_paper(rows, study.paper, study.base_model)).drop(columns=["run", "score_run"])
         (out / "paper.md").write_text(
             f"# {study.name}: measured beside {study.paper}\n\n{joined.to_markdown(index=False)}\n", encoding="utf-8"
         )

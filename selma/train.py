@@ -66,7 +66,14 @@ _RESUMABLE = ("max_train_steps", "checkpointing_steps", "checkpoints_total_limit
 
 def _identity(model: ResolvedModel, data: list[str], config: TrainConfig) -> dict[str, Any]:
     settings = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE}
-    return {"model": model.spec.name, "source": model.source, "data": data, "config": settings, "version": __version__}
+    return {
+        "model": model.spec.name,
+        "source": model.source,
+        "revision": model.revision,
+        "data": data,
+        "config": settings,
+        "version": __version__,
+    }
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -283,14 +290,16 @@ def _prune_checkpoints(out: Path, limit: int | None) -> None:
 
 
 def _load_components(model: ResolvedModel, device: Any) -> dict[str, Any]:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
+
+    from selma.models import load_vae
 
     source = model.source
     parts: dict[str, Any] = {
         "tokenizer": AutoTokenizer.from_pretrained(source, subfolder="tokenizer", use_fast=False),
         "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder"),
-        "vae": AutoencoderKL.from_pretrained(source, subfolder="vae"),
+        "vae": load_vae(source),
         "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet"),
         "sdxl": model.spec.family == "sdxl",
     }

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -7,32 +8,59 @@ import pytest
 
 from selma.demo import DemoConfig, run_demo
 
+SMALL = DemoConfig(
+    skills=("world_count", "world_spatial"),
+    prompts_per_skill=4,
+    train_images_per_prompt=2,
+    train_steps=3,
+    batch_size=4,
+    merges=("paper",),
+    suite="shapes-mini",
+)
+
+
+def _table(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_reruns_as_a_no_op(tmp_path: Path) -> None:
-    config = DemoConfig(skills=("coco", "countbench"), prompts_per_skill=4, eval_prompts=2, train_steps=2, batch_size=2)
-    summary = run_demo(tmp_path / "demo", config, progress=False)
-    variants = summary["variants"]
-    assert list(variants) == [
+def test_demo_runs_the_study_in_the_world_deterministically(tmp_path: Path) -> None:
+    result = run_demo(tmp_path / "a", SMALL, progress=False)
+    reports = {name: Path(path) for name, path in result["reports"].items()}
+    assert all(path.is_file() and path.stat().st_size > 0 for path in reports.values())
+    rows = _table(reports["per_skill.csv"])
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    assert variants == [
         "base",
-        "expert:coco",
-        "expert:countbench",
+        "expert:world_count",
+        "expert:world_spatial",
         "multi",
         "merged:paper",
-        "merged:ties",
-        "gt:shapes",
-        "w2s:tiny-sd2",
+        "gt:world",
+        "w2s:shapes-weak",
     ]
-    for name, info in variants.items():
-        rows = (Path(info["images"]) / "metadata.jsonl").read_text().splitlines()
-        assert len(rows) == 4  # 2 held-out prompts x 2 skills
-        if name != "base":
-            assert (Path(info["lora"]) / "pytorch_lora_weights.safetensors").is_file()
-    multi = json.loads((Path(variants["multi"]["lora"]) / "training.json").read_text())
-    assert multi["n_examples"] == 8 and len(multi["data"]) == 2
-    w2s = json.loads((Path(variants["w2s:tiny-sd2"]["lora"]) / "training.json").read_text())
-    assert all("images-tiny-sd2" in d for d in w2s["data"])  # the weak model's images
-    images = sorted((tmp_path / "demo").rglob("*.png")) + sorted((tmp_path / "demo").rglob("*.safetensors"))
+    assert {r["skill"] for r in rows} == {"count", "binding", "spatial", "count_binding", "all"}
+    for row in rows:
+        assert float(row["dsg_low"]) <= float(row["dsg"]) <= float(row["dsg_high"])
+        assert 0.0 <= float(row["caption"]) <= float(row["dsg"]) + 1e-6  # all questions pass => DSG 100
+        assert int(row["n_prompts"]) == (40 if row["skill"] == "all" else 10)
+    assert all(r["delta"] == "" for r in rows if r["variant"] == "base")
+    assert all(r["delta"] != "" for r in rows if r["variant"] != "base")
+    markdown = reports["per_skill.md"].read_text()
+    assert "| merged:paper |" in markdown and "paired bootstrap" in markdown
+
+    work = tmp_path / "a" / "work" / "shapes-base"
+    w2s = json.loads((work / "w2s-shapes-weak" / "training.json").read_text())
+    assert all("images-shapes-weak" in d for d in w2s["data"])  # the weak model's images
+    gt = json.loads((work / "gt-world" / "training.json").read_text())
+    assert gt["n_examples"] == 2 * 4 * 2 and gt["train_config"]["random_flip"] is False
+
+    built = sorted((tmp_path / "a").rglob("*.png")) + sorted((tmp_path / "a").rglob("*.safetensors"))
+    images = [p for p in built if "reports" not in p.parts]  # the report itself is rewritten from the cache
     stamps = {p: p.stat().st_mtime_ns for p in images}
-    run_demo(tmp_path / "demo", config, progress=False)
+    run_demo(tmp_path / "a", SMALL, progress=False)  # a re-run builds nothing
     assert {p: p.stat().st_mtime_ns for p in images} == stamps
+
+    run_demo(tmp_path / "b", SMALL, progress=False)  # the same seed elsewhere: the same table, bit for bit
+    assert (tmp_path / "b" / "reports" / "per_skill.csv").read_bytes() == reports["per_skill.csv"].read_bytes()

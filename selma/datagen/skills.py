@@ -50,3 +50,8 @@ def load_skills(path: Path = BUILTIN_SKILLS) -> dict[str, Skill]:
             max_words=entry.get("max_words"),
         )
     return skills
+
+
+def all_skills() -> dict[str, Skill]:
+    """The built-in skills of the paper and the shapes world's skills."""
+    return {**load_skills(BUILTIN_SKILLS), **load_skills(WORLD_SKILLS)}

@@ -1,12 +1,14 @@
 """The model registry and resolution of a model reference to something ``from_pretrained`` loads.
 
-A reference is a registry name (``sd-v2``, ``tiny-sd1``, …) or a local diffusers directory. Real
-models resolve to their hub id (diffusers' cache, or ``HF_HUB_OFFLINE`` with a filled cache); tiny
-ones are built once into the selma-bench cache and then loaded through the same path.
+A reference is a registry name (``sd-v2``, ``tiny-sd1``, ``shapes-base``, …) or a local diffusers
+directory. Real models resolve to their hub id (diffusers' cache, or ``HF_HUB_OFFLINE`` with a filled
+cache); tiny ones are built once into the selma-bench cache and then loaded through the same path;
+the shapes world's trained models ship inside the package.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, replace
 from functools import cache
@@ -17,6 +19,7 @@ import yaml
 
 from selma.errors import SelmaError
 from selma.registry import Registry
+from selma.results.store import config_hash
 from selma.suites.data import default_cache_dir
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
@@ -35,6 +38,7 @@ class ModelSpec:
     guidance_scale: float
     hub_id: str | None = None
     tiny: bool = False
+    packaged: str | None = None  # a pipeline directory inside the selma package
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class ResolvedModel:
 
     spec: ModelSpec
     source: str
+    revision: str | None = None  # for packaged models: a hash of the weights, so caches follow retraining
 
 
 @cache
@@ -70,6 +75,8 @@ def resolve_model(ref: str) -> ResolvedModel:
             f"unknown model {ref!r}: not a local diffusers directory, and not one of: {', '.join(registry.names())}"
         )
     spec = registry.get(ref)
+    if spec.packaged:
+        return _packaged(spec)
     if spec.tiny:
         from selma.models.tiny import save_tiny_pipeline
 
@@ -79,6 +86,19 @@ def resolve_model(ref: str) -> ResolvedModel:
         return ResolvedModel(spec, str(target))
     assert spec.hub_id is not None
     return ResolvedModel(spec, spec.hub_id)
+
+
+@cache
+def _packaged(spec: ModelSpec) -> ResolvedModel:
+    from selma.suites.data import sha256_file
+
+    assert spec.packaged is not None
+    source = Path(__file__).parents[1] / spec.packaged
+    if not (source / "model_index.json").is_file():
+        raise SelmaError(f"model {spec.name!r}: its packaged pipeline is missing at {source}")
+    weights = sorted(source.glob("*/*.safetensors"))
+    revision = config_hash({str(p.relative_to(source)): sha256_file(p) for p in weights})[:12]
+    return ResolvedModel(spec, str(source), revision)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -119,15 +139,54 @@ def load_pipeline(model: ResolvedModel, *, device: str = "cpu", dtype: Any = Non
     The safety checker is disabled, as in the official SELMA scripts.
     """
     from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
 
+    custom = import_custom_components(model.source)
     kwargs: dict[str, Any] = {}
     if dtype is not None:
         kwargs["dtype"] = dtype
     if model.spec.family != "sdxl":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    verbosity = diffusers_logging.get_verbosity()
+    if custom:  # diffusers warns that the autoencoder is not an AutoencoderKL: by design
+        diffusers_logging.set_verbosity_error()
     try:
         pipe = DiffusionPipeline.from_pretrained(model.source, **kwargs)
     except OSError as exc:
         raise SelmaError(f"cannot load model {model.spec.name!r} from {model.source}: {exc}") from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _component(source: str, name: str) -> tuple[str, str] | None:
+    """(library, class) of component ``name`` in a local pipeline's ``model_index.json``."""
+    index = Path(source) / "model_index.json"
+    if not index.is_file():
+        return None
+    entry = _read_json(index).get(name)
+    return (entry[0], entry[1]) if isinstance(entry, list) and len(entry) == 2 else None
+
+
+def import_custom_components(source: str) -> list[str]:
+    """Import the selma modules that define components of a local pipeline (the world's autoencoder):
+    diffusers resolves such components only from modules already imported. Returns their names.
+    """
+    index = Path(source) / "model_index.json"
+    modules = []
+    if index.is_file():
+        for entry in _read_json(index).values():
+            if isinstance(entry, list) and entry and isinstance(entry[0], str) and entry[0].startswith("selma."):
+                modules.append(importlib.import_module(entry[0]).__name__)
+    return modules
+
+
+def load_vae(source: str) -> Any:
+    """The pipeline's autoencoder: ``AutoencoderKL``, or the selma class its ``model_index.json`` names."""
+    component = _component(source, "vae")
+    if component is not None and component[0].startswith("selma."):
+        return getattr(importlib.import_module(component[0]), component[1]).from_pretrained(source, subfolder="vae")
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(source, subfolder="vae")

@@ -6,6 +6,7 @@ vocabulary of the same format that ``CLIPTokenizer`` reads, without any download
 
 from __future__ import annotations
 
+import itertools
 import json
 from functools import cache
 from pathlib import Path
@@ -63,3 +64,44 @@ def write_clip_vocab_from_bpe(bpe_gz: Path, directory: Path) -> tuple[Path, Path
     vocab.write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8")
     merges_file.write_text("#version: 0.2\n" + "\n".join(" ".join(p) for p in pairs) + "\n", encoding="utf-8")
     return vocab, merges_file
+
+
+def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's BPE on one word: merge the lowest-ranked adjacent pair until none applies."""
+    pieces = [*word[:-1], word[-1] + "</w>"]
+    while len(pieces) > 1:
+        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(itertools.pairwise(pieces))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+    return pieces
+
+
+def write_word_level_clip_vocab(words: list[str], directory: Path) -> tuple[Path, Path]:
+    """A CLIP ``vocab.json``/``merges.txt`` where each of ``words`` is one token; other text falls back to bytes.
+
+    Merges are only ever appended: BPE applies the lowest rank first, so a merge added last cannot change
+    a word that already ends as one token, and each word needs at most ``len(word) - 1`` of them.
+    """
+    table = bytes_to_unicode()
+    ranks: dict[tuple[str, str], int] = {}
+    for word in sorted({"".join(table[b] for b in w.lower().encode()) for w in words}):
+        while len(pieces := _bpe(word, ranks)) > 1:
+            ranks[(pieces[0], pieces[1])] = len(ranks)
+    symbols = list(table.values())
+    merged = ["".join(pair) for pair in ranks]
+    tokens = list(dict.fromkeys(symbols + [s + "</w>" for s in symbols] + merged)) + list(SPECIAL_TOKENS)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab, merges = directory / "vocab.json", directory / "merges.txt"
+    vocab.write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8")
+    merges.write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in ranks), encoding="utf-8")
+    return vocab, merges
+
+
+def word_level_clip_tokenizer(words: list[str], directory: Path, max_length: int) -> object:
+    """A ``CLIPTokenizer`` in which each of ``words`` is a single token (see ``write_word_level_clip_vocab``)."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = write_word_level_clip_vocab(words, directory)
+    return CLIPTokenizer(str(vocab), str(merges), model_max_length=max_length, pad_token="<|endoftext|>")

@@ -4,7 +4,8 @@
 triangle} x colours {red, green, blue, yellow}, 8-10 px. Skills: ``count`` ("three red
 circles"), ``binding`` ("a blue square and a red triangle"), ``spatial`` ("a green circle left of
 a yellow square", dominant-axis offset >= 6 px) and ``count_binding`` ("two red circles and a blue
-square"). Some (colour, shape) pairs are held out of training prompts.
+square"); ``object`` ("a red circle") only helps train world models. Some (colour, shape) pairs are
+held out of training prompts.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class Spec:
 
     def caption(self) -> str:
         """The prompt text."""
+        if self.skill == "object":
+            ((thing, _),) = self.items
+            return [thing.phrase(), f"a picture of {thing.phrase()}"][self.style % 2]
         if self.skill == "count":
             ((thing, n),) = self.items
             many = f"{NUMBERS[n]} {thing.color} {thing.shape}s"
@@ -100,6 +104,8 @@ def sample_spec(skill: str, rng: random.Random, *, held_out: bool = True) -> Spe
     """A random spec of ``skill``; with ``held_out`` the held-out pairs are never drawn."""
     things = [Thing(c, s) for c in PALETTE for s in SHAPES if not (held_out and (c, s) in HELD_OUT)]
     style = rng.randrange(4)
+    if skill == "object":  # one object: not a suite skill, the first thing a world model learns
+        return Spec(skill, ((rng.choice(things), 1),), style=style)
     if skill == "count":
         return Spec(skill, ((rng.choice(things), rng.choice([2, 3, 4])),), style=style)
     while True:  # two objects differing in colour and shape

@@ -1,0 +1,296 @@
+"""Train a shapes-world text-to-image model from scratch, and measure it exactly.
+
+Every batch is drawn afresh from the world's grammar (a quarter single objects, the rest the four
+skills; held-out colour-shape pairs never appear) and rendered, from a random state keyed by
+``(seed, step)``: a run is deterministic under its seed and resumes exactly from a checkpoint.
+UNet and text encoder train together (v-prediction MSE, AdamW, 10 % empty captions for
+classifier-free guidance); an exponential moving average of the weights is what gets evaluated and
+exported. Every ``eval_every`` steps the EMA pipeline is saved with ``save_pretrained`` and scored
+per skill by the exact evaluator; the log is ``<out>/log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from selma.errors import SelmaError
+from selma.world.scenes import SKILLS, Spec, render, sample_spec
+
+TRAIN_SKILLS = ("object", *SKILLS)
+TRAIN_WEIGHTS = (0.25, *(0.75 / len(SKILLS),) * len(SKILLS))
+STATE_FILE = "state.pt"
+
+
+@dataclass(frozen=True)
+class WorldTrainConfig:
+    """Hyper-parameters of a world model's training run."""
+
+    architecture: str = "base"
+    steps: int = 12000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 500
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    eval_every: int = 1000
+    eval_per_skill: int = 32
+    checkpoint_every: int = 500
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How world images are sampled for evaluation."""
+
+    steps: int = 20
+    guidance_scale: float = 4.0
+    batch_size: int = 64
+
+
+def training_batch(step: int, seed: int, size: int) -> list[tuple[Spec, Any]]:
+    """The (spec, rendered image) pairs of one training step: a function of (seed, step) only."""
+    rng = random.Random(f"world-train:{seed}:{step}")
+    batch = []
+    for _ in range(size):
+        spec = sample_spec(rng.choices(TRAIN_SKILLS, TRAIN_WEIGHTS)[0], rng, held_out=True)
+        batch.append((spec, render(spec, rng)))
+    return batch
+
+
+def _pixels(images: list[Any]) -> Any:
+    import numpy as np
+    import torch
+
+    array = np.stack([np.asarray(image, dtype=np.float32) for image in images]) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def train_world_model(
+    config: WorldTrainConfig,
+    out: Path,
+    *,
+    threads: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) a world model into ``out``; returns the last evaluation record.
+
+    ``command`` (the command line that started this invocation) is appended to ``<out>/commands.txt``.
+    """
+    import torch
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    from selma.world.model import ARCHITECTURES, build_world_pipeline
+
+    if config.architecture not in ARCHITECTURES:
+        raise SelmaError(f"unknown world architecture {config.architecture!r}: one of {', '.join(ARCHITECTURES)}")
+    if threads:
+        torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = out / "config.json"
+    if settings.is_file():  # more steps may be asked of a finished run (the learning rate is constant)
+        old = {k: v for k, v in json.loads(settings.read_text(encoding="utf-8")).items() if k != "steps"}
+        if old != {k: v for k, v in asdict(config).items() if k != "steps"}:
+            raise SelmaError(f"{out} holds a world model trained with other settings; choose another --out")
+    settings.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+    if command:
+        with (out / "commands.txt").open("a", encoding="utf-8") as handle:
+            handle.write(command + "\n")
+
+    pipe = build_world_pipeline(ARCHITECTURES[config.architecture], config.seed)
+    pipe.set_progress_bar_config(disable=True)
+    unet, text_encoder, tokenizer, vae = pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    lr_scheduler = get_scheduler("constant_with_warmup", optimizer=optimizer, num_warmup_steps=config.warmup_steps)
+    ema = EMAModel(params, decay=config.ema_decay)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    step = 0
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
+        ema.load_state_dict(state["ema"])
+        step = state["step"]
+        log(f"resumed {out} at step {step}")
+
+    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    bar = tqdm(total=config.steps, initial=step, desc=f"world {config.architecture}", disable=not progress)
+    record: dict[str, Any] = {}
+    started = time.monotonic()
+    unet.train()
+    text_encoder.train()
+    while step < config.steps:
+        batch = training_batch(step, config.seed, config.batch_size)
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        captions = [spec.caption() for spec, _ in batch]
+        ids = tokenizer(
+            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
+        drop = torch.rand(len(batch), generator=generator) < config.caption_dropout
+        ids[drop] = empty.input_ids[0]
+        with torch.no_grad():
+            latents = vae.encode(_pixels([image for _, image in batch])).latent_dist.mode()
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(batch),), generator=generator)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        pred = unet(noisy, timesteps, text_encoder(ids)[0]).sample
+        loss = torch.nn.functional.mse_loss(pred, target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(params)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(
+                {
+                    "unet": unet.state_dict(),
+                    "text_encoder": text_encoder.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "lr_scheduler": lr_scheduler.state_dict(),
+                    "ema": ema.state_dict(),
+                    "step": step,
+                },
+                tmp,
+            )
+            tmp.replace(state_path)
+        if step % config.eval_every == 0 or step == config.steps:
+            record = _evaluate_and_export(pipe, ema, params, out, step, config, loss.item(), started)
+            log(json.dumps(record))
+            unet.train()
+            text_encoder.train()
+    bar.close()
+    return record
+
+
+def _evaluate_and_export(
+    pipe: Any, ema: Any, params: list[Any], out: Path, step: int, config: WorldTrainConfig, loss: float, started: float
+) -> dict[str, Any]:
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        pipe.unet.eval()
+        pipe.text_encoder.eval()
+        target = out / f"pipeline-{step:06d}"
+        tmp = out / f".pipeline-{step:06d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.replace(target)
+        scores = evaluate_world_pipeline(pipe, per_skill=config.eval_per_skill, seed=config.seed)
+    finally:
+        ema.restore(params)
+    record = {"step": step, "loss": round(loss, 5), "seconds": round(time.monotonic() - started, 1), **scores}
+    with (out / "log.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    return record
+
+
+def evaluate_world_pipeline(
+    pipe: Any, *, per_skill: int, seed: int, sampling: SamplingSettings = SamplingSettings()
+) -> dict[str, Any]:
+    """Per-skill scores of ``pipe`` on ``per_skill`` fresh suite-style prompts of each skill.
+
+    ``caption``: the share of images whose every question is answered yes (caption-level accuracy);
+    ``dsg``: the mean DSG score (a question whose parent fails scores 0). Prompts include the held-out
+    pairs, as the ``shapes`` suite does; the first ``n`` prompts of each skill are the same for any
+    ``per_skill >= n``, and each image's seed depends on its prompt only (``selma.generate.image_seed``).
+    """
+    import torch
+
+    from selma.generate import image_seed
+    from selma.world.evaluator import answer, detect
+    from selma.world.suite import world_specs
+
+    specs = world_specs(per_skill, seed + 7919)
+    images = []
+    for start in range(0, len(specs), sampling.batch_size):
+        chunk = specs[start : start + sampling.batch_size]
+        generators = [torch.Generator().manual_seed(image_seed(seed, prompt_id, 0)) for prompt_id, _ in chunk]
+        with torch.no_grad():
+            images += pipe(
+                [spec.caption() for _, spec in chunk],
+                num_inference_steps=sampling.steps,
+                guidance_scale=sampling.guidance_scale,
+                generator=generators,
+            ).images
+    totals: dict[str, dict[str, float]] = {skill: {"caption": 0.0, "dsg": 0.0} for skill in SKILLS}
+    for (_, spec), image in zip(specs, images, strict=True):
+        objects = detect(image)
+        passed: dict[str, bool] = {}
+        for qid, text, parents in spec.questions():
+            passed[qid] = all(passed[p] for p in parents) and answer(objects, text) == "yes"
+        totals[spec.skill]["caption"] += all(passed.values())
+        totals[spec.skill]["dsg"] += sum(passed.values()) / len(passed)
+    scores = {f"{s}_{kind}": round(100 * v / per_skill, 2) for s, kinds in totals.items() for kind, v in kinds.items()}
+    scores["mean_caption"] = round(sum(scores[f"{s}_caption"] for s in SKILLS) / len(SKILLS), 2)
+    return scores
+
+
+def export_world_model(
+    run: Path, step: int, target: Path, *, eval_per_skill: int = 100, check_per_skill: int = 16
+) -> dict[str, Any]:
+    """Copy the EMA pipeline saved at ``step`` of a training run to ``target`` with ``training.json``:
+    the commands that trained it, its settings and seed, the step, every evaluation logged up to it,
+    and two fresh evaluations of the copy as loaded from disk: ``evaluation`` (``eval_per_skill``
+    prompts per skill, the recorded scores) and ``check`` (``check_per_skill``, what the tests re-measure).
+    """
+    from selma.models import ResolvedModel, load_pipeline, spec_from_directory
+    from selma.results.store import make_provenance, now
+
+    source = run / f"pipeline-{step:06d}"
+    if not (source / "model_index.json").is_file():
+        saved = sorted(p.name for p in run.glob("pipeline-*"))
+        raise SelmaError(f"{run}: no pipeline saved at step {step} (saved: {', '.join(saved) or 'none'})")
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    commands_file = run / "commands.txt"
+    commands = commands_file.read_text(encoding="utf-8").splitlines() if commands_file.is_file() else []
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    pipe = load_pipeline(ResolvedModel(spec_from_directory(tmp), str(tmp)))
+    seed = config["seed"]
+
+    def evaluate(per_skill: int) -> dict[str, Any]:
+        return evaluate_world_pipeline(pipe, per_skill=per_skill, seed=seed)
+
+    record = {
+        "model": target.name,
+        "trained_by": commands,
+        "config": {**config, "steps": step},
+        "seed": seed,
+        "steps": step,
+        "samples_seen": step * config["batch_size"],
+        "evaluation_settings": {**asdict(SamplingSettings()), "seed": seed},
+        "evaluation": {"per_skill": eval_per_skill, **evaluate(eval_per_skill)},
+        "check": {"per_skill": check_per_skill, **evaluate(check_per_skill)},
+        "log": [entry for entry in log if entry["step"] <= step],
+        "provenance": make_provenance(config, {}, seed=seed, started_at=now()).model_dump(),
+    }
+    (tmp / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
+    return record
