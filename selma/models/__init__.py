@@ -19,7 +19,6 @@ import yaml
 
 from selma.errors import SelmaError
 from selma.registry import Registry
-from selma.results.store import config_hash
 from selma.suites.data import default_cache_dir
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
@@ -90,6 +89,7 @@ def resolve_model(ref: str) -> ResolvedModel:
 
 @cache
 def _packaged(spec: ModelSpec) -> ResolvedModel:
+    from selma.results.store import config_hash  # here: the parity environment has no pydantic
     from selma.suites.data import sha256_file
 
     assert spec.packaged is not None
