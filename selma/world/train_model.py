@@ -221,30 +221,33 @@ def evaluate_world_pipeline(
     import torch
 
     from selma.generate import image_seed
+    from selma.rescore import METRIC_RULES
+    from selma.scoring.matchers import make_matcher
+    from selma.scoring.qa import score_questions
     from selma.world.evaluator import answer, detect
-    from selma.world.suite import world_specs
+    from selma.world.suite import world_prompts
 
-    specs = world_specs(per_skill, seed + 7919)
-    images = []
-    for start in range(0, len(specs), sampling.batch_size):
-        chunk = specs[start : start + sampling.batch_size]
-        generators = [torch.Generator().manual_seed(image_seed(seed, prompt_id, 0)) for prompt_id, _ in chunk]
+    prompts, questions = world_prompts(per_skill, seed + 7919)
+    images = {}
+    for start in range(0, len(prompts), sampling.batch_size):
+        chunk = prompts[start : start + sampling.batch_size]
+        generators = [torch.Generator().manual_seed(image_seed(seed, prompt.id, 0)) for prompt in chunk]
         with torch.no_grad():
-            images += pipe(
-                [spec.caption() for _, spec in chunk],
+            rendered = pipe(
+                [prompt.text for prompt in chunk],
                 num_inference_steps=sampling.steps,
                 guidance_scale=sampling.guidance_scale,
                 generator=generators,
             ).images
-    totals: dict[str, dict[str, float]] = {skill: {"caption": 0.0, "dsg": 0.0} for skill in SKILLS}
-    for (_, spec), image in zip(specs, images, strict=True):
-        objects = detect(image)
-        passed: dict[str, bool] = {}
-        for qid, text, parents in spec.questions():
-            passed[qid] = all(passed[p] for p in parents) and answer(objects, text) == "yes"
-        totals[spec.skill]["caption"] += all(passed.values())
-        totals[spec.skill]["dsg"] += sum(passed.values()) / len(passed)
-    scores = {f"{s}_{kind}": round(100 * v / per_skill, 2) for s, kinds in totals.items() for kind, v in kinds.items()}
+        images.update({prompt.id: detect(image) for prompt, image in zip(chunk, rendered, strict=True)})
+    answers = {(q.prompt_id, q.id): answer(images[q.prompt_id], q.text) for q in questions}
+    rules, matcher = METRIC_RULES["dsg"]
+    scored = score_questions(prompts, questions, answers, make_matcher(matcher), rules)
+    scores: dict[str, Any] = {}
+    for skill in SKILLS:
+        values = [r["score"] for r in scored.prompts if r["category"] == skill]
+        scores[f"{skill}_caption"] = round(100 * sum(v >= 100.0 - 1e-9 for v in values) / len(values), 2)
+        scores[f"{skill}_dsg"] = round(sum(values) / len(values), 2)
     scores["mean_caption"] = round(sum(scores[f"{s}_caption"] for s in SKILLS) / len(SKILLS), 2)
     return scores
 
