@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-PROMPTS = ["a red cat sitting on a wooden table", "two dogs playing in the snow", "a lighthouse at night"]
+PROMPTS = ["a red cat sitting on a wooden table", "Two  DOGS playing in the snow &amp;amp; rain", "a lighthouse at night"]
 
 
 def _images() -> list[Image.Image]:
     rng = np.random.default_rng(0)
-    shapes = [(256, 256), (300, 240), (240, 320)]  # square, landscape, portrait: resize and crop paths
+    shapes = [(256, 256), (300, 240), (240, 320)]  # square, landscape, portrait: resize, crop and pad paths
     return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in shapes]
 
 
@@ -104,8 +104,8 @@ def test_hps_matches_the_official_model(tmp_path: Path, version: str) -> None:
     }
     factory._MODEL_CONFIGS["tiny-hps"] = config
     torch.manual_seed(1)
-    model, _, preprocess_val = create_model_and_transforms(
-        "tiny-hps", None, precision="fp32", device="cpu", output_dict=True
+    model, _, preprocess_val = create_model_and_transforms(  # as hpsv2/img_score.py and evaluation.py build it
+        "tiny-hps", None, precision="amp", device="cpu", output_dict=True, light_augmentation=True
     )
     model.eval()
     torch.save({"state_dict": model.state_dict()}, tmp_path / "hps.pt")
@@ -126,4 +126,6 @@ def test_hps_matches_the_official_model(tmp_path: Path, version: str) -> None:
             logits = outputs["image_features"] @ outputs["text_features"].T
             reference.append(float(torch.diagonal(logits)[0]))
     assert [s / 100 for s in ours.score(images, PROMPTS)] == pytest.approx(reference, abs=1e-5)
-    assert ours.tokenizer(PROMPTS[0]).input_ids == [i for i in tokenizer([PROMPTS[0]])[0].tolist() if i][:]
+    for prompt in PROMPTS:  # open_clip's cleaning (ftfy, HTML unescaped twice, whitespace, lower case)
+        expected = [i for i in tokenizer([prompt])[0].tolist() if i]
+        assert ours.tokenizer(ours.clean_text(prompt)).input_ids == expected

@@ -133,6 +133,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         answers=args.answers,
         answers_format=args.answers_format,
         t2i_model=args.t2i_model,
+        convention=args.convention,
         matcher=args.matcher,
         matcher_model=args.matcher_model,
         strict=args.strict,
@@ -146,11 +147,11 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         print(summary.model_dump_json(indent=2))
     else:
         low, high = summary.ci["score"]
-        print(f"{summary.label} on {summary.suite} ({summary.metric} rules): {summary.n_prompts} prompts")
-        print(f"  score {summary.score:.1f}  [95% CI {low:.1f}, {high:.1f}]")
+        print(f"{summary.label} on {summary.suite} (convention {summary.convention}): {summary.n_prompts} prompts")
+        print(f"  score {summary.score:.2f}  [95% CI {low:.2f}, {high:.2f}]")
         if summary.metric == "dsg":
-            no_dep, micro = summary.score_no_dependency, summary.micro
-            print(f"  without dependency rule {no_dep:.1f}   micro (per question) {micro:.1f}")
+            no_dep, macro, micro = summary.score_no_dependency, summary.macro, summary.micro
+            print(f"  without dependency rule {no_dep:.2f}   per prompt {macro:.2f}   per question {micro:.2f}")
         rows = [[k, v, *summary.by_category_ci[k]] for k, v in summary.by_category.items()]
         print(_table(rows, ["category", "score", "ci low", "ci high"]))
     print(f"{'reused' if result.cached else 'wrote'} {result.run_dir}", file=sys.stderr)
@@ -173,7 +174,14 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
     inputs = {str(p): sha256_file(p) for p in [args.likert, *sorted(args.answers.glob("*.csv")), *suite.files.values()]}
     if args.tifa_questions:
         inputs[str(args.tifa_questions)] = sha256_file(args.tifa_questions)
-    config = {"command": "meta-eval", "likert": str(args.likert), "answers": str(args.answers), "version": __version__}
+    config = {
+        "command": "meta-eval",
+        "likert": str(args.likert),
+        "answers": str(args.answers),
+        "tifa_questions": str(args.tifa_questions) if args.tifa_questions else None,
+        "reference": "j-min/DSG @ 7330119 scripts/tifa160_correlation.py",
+        "version": __version__,
+    }
     summary = MetaEvalSummary(
         n_images=len({(r["t2i_model"], r["item_id"]) for r in records}),
         t2i_models=sorted({r["t2i_model"] for r in records}),
@@ -187,8 +195,8 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(summary.model_dump_json(indent=2))
     else:
-        rows = [[k, r.spearman, r.kendall, r.n, "yes/no only" if r.yes_no_only else ""] for k, r in results.items()]
-        print(_table(rows, ["vqa/questions", "spearman", "kendall tau-b", "n", ""], ".3f"))
+        rows = [[k, r.spearman, r.kendall, r.n, r.tifa_gold or ""] for k, r in results.items()]
+        print(_table(rows, ["vqa/questions", "spearman", "kendall tau-b", "n", "TIFA gold answers"], ".3f"))
         for note in notes:
             print(f"note: {note}")
     return 0
@@ -317,6 +325,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         gradient_accumulation_steps=args.gradient_accumulation_steps or (8 if model.spec.family == "sdxl" else 4),
         max_train_steps=args.steps or (10000 if model.spec.family == "sdxl" else 5000),
         resolution=args.resolution,
+        vae=args.vae,
         mixed_precision=args.mixed_precision,
         seed=args.seed,
         checkpointing_steps=args.checkpointing_steps,
@@ -367,15 +376,10 @@ def cmd_datagen(args: argparse.Namespace) -> int:
     """Write skill prompts with an LLM."""
     from selma.datagen.backends import backends
     from selma.datagen.run import generate_prompts
-    from selma.datagen.skills import all_skills, load_skills
+    from selma.datagen.skills import SELMA_SKILLS, resolve_skills
 
-    skills = all_skills()
-    if args.skills_file:
-        skills.update(load_skills(args.skills_file))
-    names = args.skills.split(",") if args.skills else list(skills)
-    unknown = [name for name in names if name not in skills]
-    if unknown:
-        raise SelmaError(f"unknown skill(s) {', '.join(unknown)}; known: {', '.join(skills)}")
+    names = args.skills.split(",") if args.skills else list(SELMA_SKILLS)
+    skills = resolve_skills(names, _locator(args), args.skills_file)
     if args.backend in ("offline", "world"):
         backend = backends.get(args.backend)()
     elif args.backend == "transformers":
@@ -388,7 +392,7 @@ def cmd_datagen(args: argparse.Namespace) -> int:
         backend = backends.get("openai")(
             args.llm, base_url=args.base_url, chat=not args.completions, max_tokens=args.max_tokens
         )
-    counts = generate_prompts([skills[n] for n in names], args.n, backend, args.out, seed=args.seed)
+    counts = generate_prompts(skills, args.n, backend, args.out, seed=args.seed)
     print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
@@ -418,18 +422,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    """List the scorers with their conventions and default checkpoints."""
+    """List the scorers with their conventions, references and default checkpoints."""
     from selma.metrics import all_metrics
     from selma.metrics.vqa import NO_TRANSFORMERS_PORT, vqa_models
+    from selma.scoring.conventions import conventions
 
     metrics = all_metrics()
     entries = [metrics.get(name).info for name in metrics]
+    qa = [conventions.get(name) for name in conventions]
     if args.json:
         from dataclasses import asdict
 
         _print_json(
             {
                 "metrics": [asdict(i) for i in entries],
+                "qa_conventions": [asdict(c) for c in qa],
                 "vqa_models": [asdict(vqa_models.get(n)) for n in vqa_models],
                 "no_transformers_port": NO_TRANSFORMERS_PORT,
             }
@@ -437,11 +444,22 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         return 0
     for info in entries:
         print(f"{info.name}: {info.display_name}\n  {info.convention}")
+        print(f"  reference: {info.reference}")
         print("  checkpoints: " + ", ".join(f"{k}={v}" for k, v in info.checkpoints.items()))
         if info.notes:
             print(f"  note: {info.notes}")
-    print("dsg, tifa: the suite's questions answered by a VQA model (--checkpoint vqa=NAME, model=PATH)")
-    print("VQA models: " + ", ".join(f"{n} ({vqa_models.get(n).checkpoint})" for n in vqa_models))
+    print("\ndsg, tifa: the suite's questions answered by a VQA model, scored by a convention (--convention NAME)")
+    for convention in qa:
+        default = " [default]" if convention.official else ""
+        print(f"{convention.name}{default}: {convention.title}")
+        print(f"  reference: {convention.reference}")
+        print(f"  answers by: {convention.vqa}; answer mapping: {convention.matcher}")
+        if convention.notes:
+            print(f"  note: {convention.notes}")
+    print("\nVQA models (--checkpoint vqa=NAME, model=PATH):")
+    for name in vqa_models:
+        spec = vqa_models.get(name)
+        print(f"  {name}: {spec.checkpoint or '(built in)'}" + (f"; {spec.notes}" if spec.notes else ""))
     for name, why in NO_TRANSFORMERS_PORT.items():
         print(f"not available: {name}: {why}")
     return 0
@@ -473,6 +491,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             metric,
             locator,
             checkpoints=_checkpoints(args.checkpoint, metric),
+            convention=args.convention if metric in ("dsg", "tifa") else None,
             device=args.device,
             limit=args.limit,
             seed=args.seed,
@@ -657,6 +676,8 @@ def cmd_world(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selma-bench``."""
     from selma.merge import METHODS
+    from selma.scoring.conventions import conventions
+    from selma.scoring.matchers import matchers
 
     data = _data_options()
     parser = argparse.ArgumentParser(
@@ -677,7 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answers", required=True, type=Path, help="answers file")
     p.add_argument("--answers-format", choices=["dsg-csv", "tifa-results"], help="default: from the file suffix")
     p.add_argument("--t2i-model", help="which model's answers, when the file has several")
-    p.add_argument("--matcher", choices=["exact", "normalized", "sbert"], help="answer-to-choice mapping")
+    p.add_argument(
+        "--convention", choices=list(conventions), help="scoring convention (default: the metric's official one)"
+    )
+    p.add_argument("--matcher", choices=list(matchers), help="answer-to-choice mapping (default: the convention's)")
     p.add_argument("--matcher-model", help="local path (or hub id) of the SBERT model for --matcher sbert")
     p.add_argument("--strict", action="store_true", help="a blank answer is an error instead of scoring 0")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -708,15 +732,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("datagen", help="stage 1: skill prompts by in-context learning with an LLM (resumable)")
-    p.add_argument("--skills", help="comma-separated (default: all built-in skills)")
+    p = sub.add_parser(
+        "datagen", parents=[data], help="stage 1: skill prompts by in-context learning with an LLM (resumable)"
+    )
+    p.add_argument("--skills", help="comma-separated (default: SELMA's six, read from its prompt-generation data)")
     p.add_argument("--skills-file", type=Path, help="a YAML file of extra skills")
     p.add_argument("--n", type=int, default=1000, help="prompts per skill")
     p.add_argument("--backend", default="offline", choices=["offline", "world", "transformers", "openai"])
     p.add_argument("--llm", help="transformers: local path or hub id; openai: the model name")
     p.add_argument("--base-url", help="an OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)")
     p.add_argument("--completions", action="store_true", help="use the legacy completions endpoint, not chat")
-    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--max-tokens", type=int, default=3072, help="SELMA's: 3072")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=Path, help="JSONL output; an existing file is resumed")
@@ -753,7 +779,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="default 16 (SDXL 4)")
     p.add_argument("--gradient-accumulation-steps", type=int, help="default 4 (SDXL 8)")
     p.add_argument("--steps", type=int, help="optimizer steps (default 5,000; SDXL 10,000)")
-    p.add_argument("--resolution", type=int, help="default: the model's native resolution")
+    p.add_argument(
+        "--resolution", type=int, help="default: SELMA's (512 for SD v1/v2, 1024 for SDXL; native for others)"
+    )
+    p.add_argument("--vae", help="autoencoder to train with (default SDXL: madebyollin/sdxl-vae-fp16-fix, as SELMA)")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--checkpointing-steps", type=int, default=500)
@@ -832,7 +861,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="[METRIC:]ROLE=PATH",
-        help="a local checkpoint for a role (see `metrics`); e.g. pickscore:model=/models/PickScore_v1",
+        help="a local checkpoint for a role (see `metrics`); e.g. pickscore:model=/models/PickScore_v1; "
+        "for dsg/tifa: vqa=NAME, model=PATH and (TIFA's SBERT) matcher=PATH",
+    )
+    p.add_argument(
+        "--convention", choices=list(conventions), help="dsg/tifa scoring convention (default: the official one)"
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--limit", type=int, help="only the first N prompts that have images")

@@ -18,6 +18,11 @@ def compare_runs(run_a: Path, run_b: Path, *, seed: int = 0, n_resamples: int = 
         raise SelmaError(f"runs score different suites ({a.suite} in {run_a}, {b.suite} in {run_b})")
     if a.metric != b.metric:
         raise SelmaError(f"runs use different metrics ({a.metric} in {run_a}, {b.metric} in {run_b})")
+    conventions = (getattr(a, "convention", None), getattr(b, "convention", None))
+    if conventions[0] != conventions[1]:
+        raise SelmaError(
+            f"runs are scored by different conventions ({conventions[0]} in {run_a}, {conventions[1]} in {run_b})"
+        )
     prompts_a = {r["prompt_id"]: r for r in read_records(run_a, "prompts")}
     prompts_b = {r["prompt_id"]: r for r in read_records(run_b, "prompts")}
     if set(prompts_a) != set(prompts_b):

@@ -1,9 +1,18 @@
 """Meta-evaluation: how well VQA-based scores agree with human Likert ratings on TIFA-160.
 
-From DSG's released data: ratings of 5 text-to-image models' images of the 160 TIFA-160 prompts,
-and answers of 3 VQA models to 3 question sets (DSG, TIFA, VQ²A). Per image, human = mean rating
-and metric = the per-image score of the shared question-answer scorer (DSG questions with their
-dependencies, and without them). Agreement is Spearman's rho and Kendall's tau-b over images.
+A port of j-min/DSG's ``scripts/tifa160_correlation.py`` (@ 7330119) on DSG's released data:
+ratings of 5 text-to-image models' images of the 160 TIFA-160 prompts, and answers of 3 VQA
+models to 3 question sets (DSG, TIFA, VQ²A). Per image, human = the mean rating; metric = the
+share of questions whose answer equals its gold answer exactly (``calc_vqa_score``): ``yes`` for
+DSG, VQ²A and TIFA's yes/no questions, TIFA's own answer for its multiple-choice questions; DSG
+questions with the one-level dependency rule (and without it, ``dsg-nodep``); an image without
+answers scores 0. Agreement is Spearman's rho and Kendall's tau-b over the 800 images.
+
+TIFA's gold answers come from ``tifa_v1.0_question_answers.json`` (joined to the answer files by
+position within each prompt, as the official loader does). Without that file they are rebuilt
+from the answer files: PaLI's question text carries every question's choices; the gold answer of
+a multiple-choice question is its first choice (TIFA's question generator lists it first), except
+a counting question's, which is the number its caption gives. The result then says so.
 """
 
 from __future__ import annotations
@@ -12,9 +21,9 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -22,15 +31,17 @@ from scipy import stats
 
 from selma.errors import DataInputError, SelmaError
 from selma.results.schema import Provenance
+from selma.scoring.conventions import default_convention
 from selma.scoring.matchers import ExactMatcher
-from selma.scoring.qa import QARules, score_questions
+from selma.scoring.qa import score_questions
 from selma.suites.readers import check_unique, line_of, read_table
 from selma.suites.spec import Prompt, Question, Suite
 
 log = logging.getLogger(__name__)
 
 ANSWER_FILE = re.compile(r"^(?P<vqa>[A-Za-z0-9.-]+)_(?P<qg>dsg|tifa|vq2a)\.csv$")
-CHOICES = re.compile(r"Choices:\s*(?P<choices>.*?)\.\s*Answer:\s*$")
+WITH_CHOICES = re.compile(r"^Question: (?P<question>.*) Choices: (?P<choices>.*)\. Answer:$")
+YES_NO = ("yes", "no")
 
 
 class Agreement(BaseModel):
@@ -43,8 +54,7 @@ class Agreement(BaseModel):
     kendall: float
     kendall_p: float
     n: int
-    yes_no_only: bool = False
-    n_questions_excluded: int = 0
+    tifa_gold: Literal["question-file", "rebuilt"] | None = None
 
 
 class MetaEvalSummary(BaseModel):
@@ -88,65 +98,93 @@ def read_likert(path: Path) -> HumanRatings:
     return HumanRatings({key: float(np.mean(values)) for key, values in ratings.items()})
 
 
-YES_NO_START = re.compile(
-    r"^(question:\s*)?(is|are|am|was|were|do|does|did|can|could|has|have|had|will|would|should)\b", re.I
-)
+@dataclass(frozen=True)
+class TifaGold:
+    """Choices and gold answer of each TIFA question of a prompt, in order; where they came from."""
+
+    items: Mapping[str, list[tuple[tuple[str, ...], str]]]
+    source: Literal["question-file", "rebuilt"]
+    notes: tuple[str, ...] = ()
 
 
-def _choices_of(text: str, qg: str) -> tuple[str, ...] | None:
-    """Choices of a released question: VQ²A questions are all yes/no; a TIFA question's choices are
-    in its text (PaLI's prompts), or else a question that starts with an auxiliary verb is taken as
-    yes/no and any other as multiple-choice with unknown choices (``None``).
+_NUMBER_WORDS = {
+    w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
+
+
+def caption_count(question: str, caption: str) -> str | None:
+    """The number a caption gives for what a counting question asks about ("how many red flowers ...").
+
+    The nearest number (a digit or a number word) before the question's noun phrase in the
+    caption; without the phrase, the caption's only number; otherwise ``None``.
     """
-    if qg == "vq2a":
-        return ("yes", "no")
-    found = CHOICES.search(text)
+    found = re.match(r"^how many (?P<what>.+?) (?:are|is)\b", question.strip().lower())
+    words = re.findall(r"[a-z0-9]+", caption.lower())
+    numbers = [
+        (i, w if w.isdigit() else _NUMBER_WORDS[w]) for i, w in enumerate(words) if w.isdigit() or w in _NUMBER_WORDS
+    ]
     if found:
-        return tuple(c.strip() for c in found.group("choices").split(","))
-    return ("yes", "no") if YES_NO_START.match(text.strip()) else None
+        phrase = re.findall(r"[a-z0-9]+", found.group("what"))
+        for start in range(len(words) - len(phrase) + 1):
+            if words[start : start + len(phrase)] == phrase:
+                before = [value for position, value in numbers if position < start]
+                if before:
+                    return before[-1]
+    return numbers[0][1] if len(numbers) == 1 else None
 
 
-def _tifa_question(
-    tifa_questions: Mapping[tuple[str, str], Question] | None, source_id: str | None, text: str
-) -> Question | None:
-    if tifa_questions is None or source_id is None:
-        return None
-    match = re.match(r"^Question:\s*(?P<q>.*?)\s*Choices:", text)
-    return tifa_questions.get((source_id, (match.group("q") if match else text).strip().lower()))
-
-
-def file_questions(
-    frame: Any,
-    qg: str,
-    source_ids: Mapping[str, str],
-    tifa_questions: Mapping[tuple[str, str], Question] | None,
-) -> tuple[dict[str, list[Question]], dict[tuple[str, str, str], str | None], int]:
-    """Questions and answers of a TIFA/VQ²A answer file, per image.
-
-    Yes/no questions expect ``yes``. A multiple-choice question (TIFA) expects the answer of the
-    TIFA question file when one is given; without it the question is left out and counted.
+def rebuilt_gold(question: str, choices: Sequence[str], caption: str) -> str:
+    """The gold answer of a TIFA question rebuilt from its text: ``yes`` for yes/no questions, the
+    caption's number for a counting question, otherwise the first choice.
     """
-    questions: dict[str, list[Question]] = defaultdict(list)
-    answers: dict[tuple[str, str, str], str | None] = {}
-    excluded = 0
-    position: dict[tuple[str, str], int] = defaultdict(int)
-    for _, row in frame.iterrows():
-        model, item = row["t2i_model"], row["item_id"]
-        qid = str(position[(model, item)])
-        position[(model, item)] += 1
-        choices, expected = _choices_of(row["question"], qg), "yes"
-        if choices != ("yes", "no"):
-            reference = _tifa_question(tifa_questions, source_ids.get(item), row["question"])
-            if reference is None:
-                excluded += 1
-                continue
-            choices, expected = reference.choices, reference.answer
-        questions[f"{model}\0{item}"].append(
-            Question(prompt_id=item, id=qid, text=row["question"], answer=expected, choices=choices)
+    if tuple(choices) == YES_NO:
+        return "yes"
+    if all(c.isdigit() for c in choices):
+        count = caption_count(question, caption)
+        if count in choices:
+            return str(count)
+    return choices[0]
+
+
+def tifa_gold_from_file(questions: Sequence[Question], source_ids: Mapping[str, str]) -> TifaGold:
+    """Gold answers from TIFA's question file, per TIFA-160 item in the file's order (the official join)."""
+    by_source: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+    for q in questions:
+        by_source[q.prompt_id].append((tuple(q.choices), q.answer))
+    items = {item: by_source[source] for item, source in source_ids.items() if source in by_source}
+    missing = sorted(set(source_ids) - set(items))
+    if missing:
+        raise SelmaError(
+            f"the TIFA question file has no questions for {len(missing)} TIFA-160 prompts ({missing[0]}, ...)"
         )
-        answer = row["answer"]
-        answers[(model, item, qid)] = answer if answer.strip() and answer != "nan" else None
-    return questions, answers, excluded
+    return TifaGold(items, "question-file")
+
+
+def tifa_gold_rebuilt(files: Sequence[Path], captions: Mapping[str, str]) -> TifaGold | None:
+    """Gold answers rebuilt from an answer file whose question text carries the choices (PaLI's)."""
+    for path in files:
+        frame = read_table(path, ["t2i_model", "item_id", "question"])
+        parsed = frame["question"].str.fullmatch(WITH_CHOICES.pattern)
+        if not parsed.all():
+            continue
+        first_model = frame[frame["t2i_model"] == frame["t2i_model"].iloc[0]]
+        items: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        for row in first_model.itertuples():
+            match = WITH_CHOICES.match(row.question)
+            assert match is not None
+            choices = tuple(match.group("choices").split(", "))
+            gold = rebuilt_gold(match.group("question"), choices, captions.get(row.item_id, ""))
+            items[row.item_id].append((choices, gold))
+        note = (
+            f"TIFA's gold answers were rebuilt from {path.name} (first choice; a counting question's from its "
+            "caption): an approximation; pass --tifa-questions tifa_v1.0_question_answers.json for the official ones"
+        )
+        return TifaGold(dict(items), "rebuilt", (note,))
+    return None
+
+
+def _answer(value: str) -> str | None:
+    return value if value.strip() else None
 
 
 def meta_evaluate(
@@ -160,73 +198,60 @@ def meta_evaluate(
     files = sorted(p for p in answers_dir.glob("*.csv") if ANSWER_FILE.match(p.name))
     if not files:
         raise SelmaError(f"{answers_dir}: no answer files named <vqa>_<dsg|tifa|vq2a>.csv")
-    source_ids = {p.id: str(p.meta.get("source_id")) for p in dsg_suite.prompts if p.meta.get("source_id")}
-    tifa_index = None
-    if tifa_questions is not None:
-        tifa_index = {(q.prompt_id, q.text.strip().lower()): q for q in tifa_questions}
     images = sorted(human.mean)
     models = sorted({model for model, _ in images})
+    items = sorted({item for _, item in images})
+    source_ids = {p.id: str(p.meta.get("source_id")) for p in dsg_suite.prompts if p.meta.get("source_id")}
+    notes: list[str] = []
+    tifa_files = [p for p in files if p.name.endswith("_tifa.csv")]
+    gold: TifaGold | None = None
+    if tifa_files:
+        if tifa_questions is not None:
+            gold = tifa_gold_from_file(tifa_questions, source_ids)
+        else:
+            gold = tifa_gold_rebuilt(tifa_files, {p.id: p.text for p in dsg_suite.prompts})
+            if gold is None:
+                notes.append(
+                    "TIFA answer files were skipped: their multiple-choice questions need gold answers "
+                    "(--tifa-questions) or an answer file whose questions carry their choices (PaLI's)"
+                )
+        if gold is not None:
+            notes.extend(gold.notes)
+
+    dsg = default_convention("dsg")
+    exact = ExactMatcher()
     results: dict[str, Agreement] = {}
     records: list[dict[str, Any]] = []
-    notes: list[str] = []
-    exact = ExactMatcher()
     for path in files:
         name = ANSWER_FILE.match(path.name)
         assert name is not None
         vqa, qg = name.group("vqa"), name.group("qg")
+        if qg == "tifa" and gold is None:
+            continue
         frame = read_table(
             path, ["t2i_model", "item_id", "question", "answer"] + (["question_id"] if qg == "dsg" else [])
         )
-        frame = frame[frame["item_id"].isin({item for _, item in images})]
-        variants: list[tuple[str, bool]] = [(qg, True)] + ([("dsg-nodep", False)] if qg == "dsg" else [])
-        excluded = 0
-        if qg == "dsg":
-            check_unique(frame, path, ["t2i_model", "item_id", "question_id"])
-            bad = ~frame["question_id"].str.strip().str.fullmatch(r"\d+")
-            if bad.any():
-                raise DataInputError(
-                    f"expected an integer question id, got {frame.at[bad.idxmax(), 'question_id']!r}",
-                    path=path,
-                    row=line_of(frame, bad.idxmax()),
-                    field="question_id",
-                )
-            answers = {
-                (r.t2i_model, r.item_id, str(int(r.question_id))): (r.answer if r.answer.strip() else None)
-                for r in frame.itertuples()
-            }
-            per_image_questions = None
-        else:
-            per_image_questions, answers, excluded = file_questions(frame, qg, source_ids, tifa_index)
-            if excluded:
-                how = (
-                    "as their text gives choices"
-                    if frame["question"].str.contains("Choices:").any()
-                    else ("by their wording (approximate: the file gives no choices)")
-                )
-                notes.append(
-                    f"{vqa}/{qg}: {excluded} questions taken as multiple-choice {how} were left out, as no TIFA "
-                    "question file was given (--tifa-questions); the score is the share of 'yes' on the rest"
-                )
-        for key_qg, use_deps in variants:
-            rules = QARules(missing_prompts="zero", use_dependencies=use_deps)
+        frame = frame[frame["item_id"].isin(items) & frame["t2i_model"].isin(models)]
+        per_image = _image_questions(frame, path, qg, dsg_suite, gold)
+        variants = [(qg, "raw" if qg == "dsg" else "none")] + ([("dsg-nodep", "none")] if qg == "dsg" else [])
+        for key_qg, rule in variants:
+            convention = replace(dsg, dependencies=rule, missing_prompts="zero")
             metric, people = [], []
             for model in models:
-                items = [item for m, item in images if m == model]
-                model_answers = {(item, qid): a for (m, item, qid), a in answers.items() if m == model}
-                if per_image_questions is None:
-                    questions: Sequence[Question] = dsg_suite.questions
-                else:
-                    questions = [q for item in items for q in per_image_questions.get(f"{model}\0{item}", [])]
-                scored = score_questions([Prompt(item, "") for item in items], questions, model_answers, exact, rules)
+                questions = [q for item in items for q in per_image.questions.get((model, item), [])]
+                answers = {(item, qid): a for (m, item, qid), a in per_image.answers.items() if m == model}
+                prompts = [Prompt(item, "") for item in items if (model, item) in human.mean]
+                scored = score_questions(prompts, questions, answers, exact, convention)
                 for record in scored.prompts:
-                    metric.append(record["score"])
+                    value = record["score"]
+                    metric.append(value)
                     people.append(human.mean[(model, record["prompt_id"])])
                     records.append(
                         {
                             "key": f"{vqa}/{key_qg}",
                             "t2i_model": model,
                             "item_id": record["prompt_id"],
-                            "metric": record["score"],
+                            "metric": value,
                             "human": human.mean[(model, record["prompt_id"])],
                             "answered": record["answered"],
                         }
@@ -239,7 +264,64 @@ def meta_evaluate(
                 kendall=float(tau.statistic),
                 kendall_p=float(tau.pvalue),
                 n=len(metric),
-                yes_no_only=bool(excluded),
-                n_questions_excluded=excluded,
+                tifa_gold=gold.source if qg == "tifa" and gold is not None else None,
             )
     return dict(sorted(results.items())), records, notes
+
+
+@dataclass(frozen=True)
+class _ImageQuestions:
+    questions: Mapping[tuple[str, str], list[Question]]
+    answers: Mapping[tuple[str, str, str], str | None]
+
+
+def _image_questions(frame: Any, path: Path, qg: str, dsg_suite: Suite, gold: TifaGold | None) -> _ImageQuestions:
+    """Each image's questions (with their gold answers) and answers, from one answer file."""
+    questions: dict[tuple[str, str], list[Question]] = defaultdict(list)
+    answers: dict[tuple[str, str, str], str | None] = {}
+    if qg == "dsg":
+        check_unique(frame, path, ["t2i_model", "item_id", "question_id"])
+        bad = ~frame["question_id"].str.strip().str.fullmatch(r"\d+")
+        if bad.any():
+            raise DataInputError(
+                f"expected an integer question id, got {frame.at[bad.idxmax(), 'question_id']!r}",
+                path=path,
+                row=line_of(frame, bad.idxmax()),
+                field="question_id",
+            )
+        suite_questions = {(q.prompt_id, q.id): q for q in dsg_suite.questions}
+        for index, row in frame.iterrows():
+            key = (row["item_id"], str(int(row["question_id"])))
+            if key not in suite_questions:
+                raise DataInputError(
+                    f"prompt {key[0]!r} has no question {key[1]!r} in DSG-1K",
+                    path=path,
+                    row=line_of(frame, index),
+                    field="question_id",
+                )
+            questions[(row["t2i_model"], key[0])].append(suite_questions[key])
+            answers[(row["t2i_model"], *key)] = _answer(row["answer"])
+        return _ImageQuestions(questions, answers)
+    position: dict[tuple[str, str], int] = defaultdict(int)
+    for index, row in frame.iterrows():
+        model, item = row["t2i_model"], row["item_id"]
+        k = position[(model, item)]
+        position[(model, item)] += 1
+        choices, expected = YES_NO, "yes"
+        if qg == "tifa":
+            assert gold is not None
+            known = gold.items.get(item, [])
+            if k >= len(known):
+                raise DataInputError(
+                    f"prompt {item!r} has {len(known)} TIFA questions, this is question {k + 1}",
+                    path=path,
+                    row=line_of(frame, index),
+                )
+            choices, expected = known[k]
+            if choices == YES_NO:
+                expected = "yes"  # the official script takes 'yes' as every yes/no question's gold answer
+        questions[(model, item)].append(
+            Question(prompt_id=item, id=str(k + 1), text=row["question"], answer=expected, choices=choices)
+        )
+        answers[(model, item, str(k + 1))] = _answer(row["answer"])
+    return _ImageQuestions(questions, answers)

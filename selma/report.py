@@ -10,11 +10,14 @@ import pandas as pd
 from selma.errors import SelmaError
 from selma.results.schema import MetricSummary, ScoreSummary
 from selma.results.store import make_provenance, now, read_summary, write_files
+from selma.scoring.conventions import conventions as conventions_registry
 from selma.suites.data import sha256_file
 
 
 def summaries_table(summaries: list[ScoreSummary | MetricSummary]) -> pd.DataFrame:
-    """One row per run: overall score with its CI, the no-dependency score and micro (QA metrics), per category."""
+    """One row per run: overall score with its CI; for QA metrics the convention, the no-dependency score and
+    the per-prompt and per-question means; the per-category scores.
+    """
     rows = []
     for s in summaries:
         row: dict[str, object] = {
@@ -27,8 +30,10 @@ def summaries_table(summaries: list[ScoreSummary | MetricSummary]) -> pd.DataFra
             "n_prompts": s.n_prompts,
         }
         if isinstance(s, ScoreSummary):
+            row["convention"] = s.convention
             row["no_dependency"] = round(s.score_no_dependency, 1)
-            row["micro"] = round(s.micro, 1)
+            row["per_prompt"] = round(s.macro, 1)
+            row["per_question"] = round(s.micro, 1)
         row.update({category: round(value, 1) for category, value in s.by_category.items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -78,8 +83,20 @@ def write_report(run_dirs: list[Path], out: Path) -> dict[str, Path]:
     measures = {s.metric for s in summaries}
     if len(measures) > 1:
         raise SelmaError(f"runs use different metrics ({', '.join(sorted(measures))}); report one metric at a time")
+    conventions = {getattr(s, "convention", None) for s in summaries}
+    if len(conventions) > 1:
+        raise SelmaError(
+            f"runs are scored by different conventions ({', '.join(sorted(map(str, conventions)))}); "
+            "report one convention at a time"
+        )
     table = summaries_table(summaries)
-    caption = f"{summaries[0].suite} ({summaries[0].metric}); score = mean over prompts, 95% bootstrap CI over prompts"
+    convention = conventions.pop()
+    micro = convention is not None and conventions_registry.get(convention).aggregate == "micro"
+    headline = "mean over questions" if micro else "mean over prompts"
+    caption = (
+        f"{summaries[0].suite} ({summaries[0].metric}{f', convention {convention}' if convention else ''}); "
+        f"score = {headline}, 95% bootstrap CI over prompts"
+    )
     latex = (
         table.style.hide(axis="index")
         .format(precision=1)

@@ -15,17 +15,12 @@ from selma.answers import answer_formats, detect_format
 from selma.errors import SelmaError
 from selma.results.schema import Provenance, ScoreSummary
 from selma.results.store import config_hash, existing_run, make_provenance, now, write_run
+from selma.scoring.conventions import QAConvention, resolve_convention
 from selma.scoring.matchers import make_matcher
-from selma.scoring.qa import QARules, score_questions
-from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean
+from selma.scoring.qa import score_questions
+from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean, bootstrap_ratio
 from selma.suites import DataLocator, load_suite
 from selma.suites.data import sha256_file
-
-# Per-metric rules of the shared scorer, and the matcher each metric uses by default.
-METRIC_RULES: dict[str, tuple[QARules, str]] = {
-    "dsg": (QARules(missing_prompts="zero", use_dependencies=True), "exact"),
-    "tifa": (QARules(missing_prompts="skip", use_dependencies=False), "normalized"),
-}
 
 
 @dataclass(frozen=True)
@@ -36,6 +31,7 @@ class RescoreRequest:
     answers: Path
     answers_format: str | None = None
     t2i_model: str | None = None
+    convention: str | None = None
     matcher: str | None = None
     matcher_model: str | None = None
     strict: bool = False
@@ -65,22 +61,22 @@ def rescore(
         raise SelmaError(f"{request.answers}: no such answers file")
     suite = load_suite(request.suite, locator)
     metric = suite.spec.scoring
-    if metric not in METRIC_RULES:
+    if metric not in ("dsg", "tifa"):
         raise SelmaError(f"suite '{suite.name}' has no question-answer scoring; rescore works on: dsg, tifa, tifa160")
-    rules, default_matcher = METRIC_RULES[metric]
+    convention = resolve_convention(metric, request.convention)
     answers_format = request.answers_format or detect_format(request.answers)
-    matcher_name = request.matcher or default_matcher
+    matcher_name = request.matcher or convention.matcher
     inputs = {str(path): sha256_file(path) for path in suite.files.values()}
     inputs[str(request.answers)] = sha256_file(request.answers)
     config: dict[str, Any] = {
         "command": "rescore",
         "suite": suite.name,
         "metric": metric,
+        "convention": convention.name,
         "answers_format": answers_format,
         "t2i_model": request.t2i_model,
         "matcher": matcher_name,
         "matcher_model": request.matcher_model,
-        "rules": {"missing_prompts": rules.missing_prompts, "use_dependencies": rules.use_dependencies},
         "strict": request.strict,
         "seed": request.seed,
         "n_resamples": request.n_resamples,
@@ -98,20 +94,23 @@ def rescore(
     answers = answer_formats.get(answers_format)(request.answers, suite, request.t2i_model, request.strict)
     questions = answers.questions or suite.questions
     matcher = make_matcher(matcher_name, request.matcher_model)
-    scores = score_questions(suite.prompts, questions, answers.answers, matcher, rules)
+    scores = score_questions(suite.prompts, questions, answers.answers, matcher, convention)
     if not scores.prompts:
         raise SelmaError(f"{request.answers}: no answers for any prompt of suite '{suite.name}'")
+    notes = [*suite.notes, *([f"{len(answers.blank)} blank answers scored 0"] if answers.blank else [])]
+    if matcher_name != convention.matcher:
+        notes.append(f"answers mapped to choices by '{matcher_name}', not the convention's '{convention.matcher}'")
 
     summary = summarize(
         scores.prompts,
         scores.questions,
         suite=suite.name,
-        metric=metric,
+        convention=convention,
         t2i_model=answers.t2i_model,
         label=request.label or _default_label(answers.t2i_model, request.answers),
         seed=request.seed,
         n_resamples=request.n_resamples,
-        notes=[*suite.notes, *([f"{len(answers.blank)} blank answers scored 0"] if answers.blank else [])],
+        notes=notes,
         n_blank=len(answers.blank),
         provenance=make_provenance(config, inputs, seed=request.seed, started_at=started),
     )
@@ -130,7 +129,7 @@ def summarize(
     question_records: list[dict[str, Any]],
     *,
     suite: str,
-    metric: str,
+    convention: QAConvention,
     t2i_model: str | None,
     label: str,
     seed: int,
@@ -139,28 +138,49 @@ def summarize(
     n_blank: int,
     provenance: Provenance,
 ) -> ScoreSummary:
-    """Aggregate per-prompt and per-question records into a :class:`ScoreSummary`."""
+    """Aggregate per-prompt and per-question records into a :class:`ScoreSummary` by ``convention``."""
     scores = [r["score"] for r in prompt_records]
     answered_prompts = {r["prompt_id"] for r in prompt_records if r["answered"]}
     answered_questions = [r for r in question_records if r["prompt_id"] in answered_prompts]
-    by_category: dict[str, list[float]] = defaultdict(list)
-    for record in prompt_records:
-        if record["category"] is not None:
-            by_category[record["category"]].append(record["score"])
+    per_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in question_records:
+        per_prompt[record["prompt_id"]].append(record)
+
+    def headline(field: str) -> Any:
+        if convention.aggregate == "macro":
+            prompt_field = "score" if field == "score" else "score_no_dependency"
+            return bootstrap_mean([r[prompt_field] for r in prompt_records], seed=seed, n_resamples=n_resamples)
+        sums = [100.0 * sum(q[field] for q in per_prompt[r["prompt_id"]]) for r in prompt_records]
+        counts = [len(per_prompt[r["prompt_id"]]) for r in prompt_records]
+        return bootstrap_ratio(sums, counts, seed=seed, n_resamples=n_resamples)
+
+    overall, no_dep = headline("score"), headline("raw")
+    if convention.categories == "prompt":
+        by_prompt_category: dict[str, list[float]] = defaultdict(list)
+        for record in prompt_records:
+            if record["category"] is not None:
+                by_prompt_category[record["category"]].append(record["score"])
+        category_ci = {k: bootstrap_mean(v, seed=seed, n_resamples=n_resamples) for k, v in by_prompt_category.items()}
+    else:
+        by_detail: dict[str, list[int]] = defaultdict(list)
+        for record in answered_questions:
+            by_detail[record["detailed_type"] or "-"].append(record["score"])
+        category_ci = {
+            k: bootstrap_mean([100.0 * x for x in v], seed=seed, n_resamples=n_resamples) for k, v in by_detail.items()
+        }
     by_type: dict[str, list[int]] = defaultdict(list)
     for record in answered_questions:
         if record["element_type"] is not None:
             by_type[record["element_type"]].append(record["score"])
-    overall = bootstrap_mean(scores, seed=seed, n_resamples=n_resamples)
-    no_dep = bootstrap_mean([r["score_no_dependency"] for r in prompt_records], seed=seed, n_resamples=n_resamples)
-    category_ci = {k: bootstrap_mean(v, seed=seed, n_resamples=n_resamples) for k, v in by_category.items()}
     return ScoreSummary(
         suite=suite,
-        metric=metric,
+        metric=convention.metric,
+        convention=convention.name,
         t2i_model=t2i_model,
         label=label,
         score=overall.mean,
         score_no_dependency=no_dep.mean,
+        macro=float(np.mean(scores)) if scores else float("nan"),
         micro=100.0 * float(np.mean([r["score"] for r in answered_questions])) if answered_questions else 0.0,
         stdev=statistics.stdev(scores) if len(scores) > 1 else 0.0,
         ci={"score": overall.as_list(), "score_no_dependency": no_dep.as_list()},
@@ -168,10 +188,10 @@ def summarize(
         by_category_ci={k: v.as_list() for k, v in category_ci.items()},
         by_element_type={k: 100.0 * float(np.mean(v)) for k, v in by_type.items()},
         n_prompts=len(prompt_records),
-        n_prompts_answered=sum(r["answered"] for r in prompt_records),
+        n_prompts_answered=len(answered_prompts),
         n_questions=len(answered_questions),
         n_blank_answers=n_blank,
-        n_missing_answers=sum(1 for r in answered_questions if not r["answered"]),
+        n_missing_answers=sum(r.get("n_unanswered", 0) for r in prompt_records),
         notes=notes,
         records={"prompts": "prompts.jsonl", "questions": "questions.jsonl"},
         provenance=provenance,

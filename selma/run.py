@@ -41,6 +41,8 @@ class RunRequest:
     variant: str = "base"
     metrics: tuple[str, ...] = ()
     checkpoints: dict[str, dict[str, str]] = field(default_factory=dict)
+    conventions: dict[str, str] = field(default_factory=dict)
+    lora_step: int | None = None
     images_per_prompt: int = 1
     seed: int = 0
     limit: int | None = None
@@ -63,9 +65,10 @@ class RunPlan:
     estimate_s: float
 
 
-def score_dir(images_dir: Path, metric: str, checkpoints: dict[str, str]) -> Path:
-    """Where a metric's run over ``images_dir`` is written, keyed by its checkpoints."""
-    return images_dir / "scores" / f"{metric}-{config_hash(checkpoints)[:8]}"
+def score_dir(images_dir: Path, metric: str, checkpoints: dict[str, str], convention: str | None = None) -> Path:
+    """Where a metric's run over ``images_dir`` is written, keyed by its checkpoints and convention."""
+    key = config_hash({"checkpoints": checkpoints, "convention": convention} if convention else checkpoints)
+    return images_dir / "scores" / f"{metric}-{key[:8]}"
 
 
 def default_metrics(suite: Suite) -> tuple[str, ...]:
@@ -86,7 +89,7 @@ class _Prepared:
 def _prepare(request: RunRequest, locator: DataLocator, workdir: Path, out_root: Path) -> _Prepared:
     suite = load_suite(request.suite, locator)
     prompts = [PromptItem(safe_id(p.id), p.text) for p in suite.prompts][: request.limit]
-    variant = resolve_variant(request.model, request.variant, workdir=workdir)
+    variant = resolve_variant(request.model, request.variant, workdir=workdir, step=request.lora_step)
     settings = GenerationSettings.for_variant(variant, images_per_prompt=request.images_per_prompt, seed=request.seed)
     key = config_hash({"settings": asdict(settings), "prompts": [asdict(p) for p in prompts]})[:12]
     name = f"{suite.name}-{safe_id(variant.model.spec.name)}-{safe_id(request.variant)}-{key}"
@@ -111,7 +114,10 @@ def plan_run(request: RunRequest, locator: DataLocator, *, workdir: Path, out_ro
         calls = len(jobs)
         if metric in ("dsg", "tifa"):
             calls = sum(1 for q in prepared.suite.questions if q.prompt_id in chosen)
-        done = (score_dir(prepared.images_dir, metric, request.checkpoints.get(metric, {})) / "summary.json").is_file()
+        folder = score_dir(
+            prepared.images_dir, metric, request.checkpoints.get(metric, {}), request.conventions.get(metric)
+        )
+        done = (folder / "summary.json").is_file()
         metrics[metric] = {"model_calls": 0 if done else calls, "cached": done}
         estimate += 0 if done else calls * SECONDS_PER_SCORE["cuda" if gpu else "cpu"]
     return RunPlan(
@@ -143,13 +149,15 @@ def run(request: RunRequest, locator: DataLocator, *, workdir: Path, out_root: P
     summaries, tables, score_dirs = [], [], {}
     for metric in prepared.metrics:
         checkpoints = request.checkpoints.get(metric, {})
-        score_dirs[metric] = str(score_dir(prepared.images_dir, metric, checkpoints))
+        convention = request.conventions.get(metric)
+        score_dirs[metric] = str(score_dir(prepared.images_dir, metric, checkpoints, convention))
         summary, _, _ = score_folder(
             prepared.suite.name,
             prepared.images_dir,
             metric,
             locator,
             checkpoints=checkpoints,
+            convention=convention,
             device=request.device,
             limit=request.limit,
             seed=request.seed,

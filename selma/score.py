@@ -24,6 +24,7 @@ from selma.metrics import all_metrics
 from selma.metrics.images import image_sha256, load_rgb
 from selma.results.schema import MetricSummary, Provenance, ScoreSummary
 from selma.results.store import config_hash, existing_run, make_provenance, now, write_run
+from selma.scoring.conventions import QAConvention, resolve_convention
 from selma.shard import process_state, shard_map
 from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean
 from selma.suites import DataLocator, Suite, load_suite
@@ -86,6 +87,7 @@ class _Job:
     prompt_ids: list[str]
     metric: str
     checkpoints: dict[str, str]
+    convention: QAConvention | None
     device: str
     seed: int
     n_resamples: int
@@ -103,6 +105,7 @@ def score_folder(
     locator: DataLocator,
     *,
     checkpoints: dict[str, str] | None = None,
+    convention: str | None = None,
     device: str = "cpu",
     limit: int | None = None,
     seed: int = 0,
@@ -124,12 +127,14 @@ def score_folder(
             f"metric '{metric}' needs a suite with {metric} questions; suite '{suite.name}' has "
             f"{suite.spec.scoring or 'none'}"
         )
+    resolved = resolve_convention(metric, convention) if qa else None
     if not qa:
         all_metrics().get(metric)  # an unknown metric fails before any work
     config = {
         "command": "score",
         "suite": suite.name,
         "metric": metric,
+        "convention": resolved.name if resolved else None,
         "checkpoints": checkpoints or {},
         "images": sorted(inputs.values()),
         "seed": seed,
@@ -153,6 +158,7 @@ def score_folder(
         prompt_ids=prompt_ids,
         metric=metric,
         checkpoints=checkpoints or {},
+        convention=resolved,
         device=device,
         seed=seed,
         n_resamples=n_resamples,
@@ -230,18 +236,20 @@ def _score_per_image(job: _Job) -> tuple[MetricSummary, dict[str, list[dict[str,
 
 
 def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]:
-    suite, images, prompt_ids, metric, checkpoints = job.suite, job.images, job.prompt_ids, job.metric, job.checkpoints
+    suite, images, prompt_ids, checkpoints = job.suite, job.images, job.prompt_ids, job.checkpoints
     seed, n_resamples, label, notes = job.seed, job.n_resamples, job.label, job.notes
     device, provenance, limited = job.device, job.provenance, job.limited
-    from selma.metrics.vqa import AnswerCache, VQAModel, vqa_models
-    from selma.rescore import METRIC_RULES, summarize
+    from selma.metrics.vqa import AnswerCache, VQAModel, vqa_spec
+    from selma.rescore import summarize
     from selma.scoring.matchers import make_matcher
     from selma.scoring.qa import score_questions
     from selma.suites.data import default_cache_dir
 
     if not suite.questions:
         raise SelmaError(f"suite '{suite.name}' has no questions on disk; see `selma-bench suites show {suite.name}`")
-    spec = vqa_models.get(checkpoints.get("vqa", "blip"))
+    convention = job.convention
+    assert convention is not None
+    spec = vqa_spec(checkpoints.get("vqa") or default_vqa(suite, convention))
     cache = AnswerCache(default_cache_dir() / "vqa-answers.sqlite")
     if spec.family == "shapes":
         from selma.world.evaluator import ShapesAnswerer
@@ -253,30 +261,28 @@ def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]
     questions = [q for q in suite.questions if q.prompt_id in first]
     shas = {pid: image_sha256(path) for pid, path in first.items()}
     loaded = {pid: load_rgb(path) for pid, path in first.items()}
+    multiple_choice = convention.metric == "tifa"  # TIFA's questions carry their choices; DSG's are yes/no
 
     def answer_chunk(chunk: Sequence[Any]) -> list[str]:
         return vqa.answer(
-            [loaded[q.prompt_id] for q in chunk], [q.text for q in chunk], [shas[q.prompt_id] for q in chunk]
+            [loaded[q.prompt_id] for q in chunk],
+            [q.text for q in chunk],
+            [shas[q.prompt_id] for q in chunk],
+            [q.choices if multiple_choice else None for q in chunk],
         )
 
     answers = shard_map(questions, vqa.batch_size, answer_chunk, job.scratch)
-    rules, matcher = METRIC_RULES[metric]
     answered = {(q.prompt_id, q.id): a for q, a in zip(questions, answers, strict=True)}
     # Every suite prompt counts (one without an image scores 0 under DSG's rule) unless --limit chose some.
-    chosen = [p for p in suite.prompts if p.id in first or (not limited and rules.missing_prompts == "zero")]
-    scored = score_questions(
-        chosen,
-        questions,
-        answered,
-        make_matcher(matcher),
-        rules,
-    )
+    chosen = [p for p in suite.prompts if p.id in first or (not limited and convention.missing_prompts == "zero")]
+    matcher_model = checkpoints.get("matcher") if convention.matcher == "sbert" else None
+    scored = score_questions(chosen, questions, answered, make_matcher(convention.matcher, matcher_model), convention)
     notes.append(f"answered by {spec.name} ({vqa.checkpoint}); one image per prompt (the first)")
     summary = summarize(
         scored.prompts,
         scored.questions,
         suite=suite.name,
-        metric=metric,
+        convention=convention,
         t2i_model=None,
         label=label,
         seed=seed,
@@ -287,3 +293,10 @@ def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]
     )
     summary = summary.model_copy(update={"kind": "score"})
     return summary, {"prompts.jsonl": scored.prompts, "questions.jsonl": scored.questions}
+
+
+def default_vqa(suite: Suite, convention: QAConvention) -> str:
+    """The VQA model that answers a suite's questions when none is named: the suite's own (the shapes
+    world's exact evaluator) or the convention's.
+    """
+    return str(suite.spec.options.get("vqa") or convention.vqa)

@@ -47,6 +47,26 @@ def bootstrap_mean(values: Sequence[float], *, seed: int, n_resamples: int = DEF
     return Interval(mean, float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
+def bootstrap_ratio(
+    numerators: Sequence[float], denominators: Sequence[float], *, seed: int, n_resamples: int = DEFAULT_RESAMPLES
+) -> Interval:
+    """sum(numerators) / sum(denominators) with a 95 % percentile-bootstrap interval, resampling
+    the (numerator, denominator) pairs: a micro average over questions, resampled by prompt.
+    """
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if num.size == 0 or den.sum() == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    value = float(num.sum() / den.sum())
+    if num.size < 2:
+        return Interval(value, value, value)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, num.size, size=(n_resamples, num.size))
+    totals = den[picks].sum(axis=1)
+    ratios = num[picks].sum(axis=1)[totals > 0] / totals[totals > 0]
+    low, high = np.percentile(ratios, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
+    return Interval(value, float(low), float(high))
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Mean of per-prompt differences B − A, its interval and a two-sided bootstrap p-value."""

@@ -81,6 +81,14 @@ class StudyConfig(BaseModel):
     suites: list[str] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=list)
     checkpoints: dict[str, dict[str, str]] = Field(default_factory=dict)
+    conventions: dict[str, str] = Field(
+        default_factory=dict, description="scoring convention per QA metric (default: the official one)"
+    )
+    checkpoint: Literal["final"] | int = Field(
+        "final",
+        description="which weights of each trained LoRA the variants use: the final ones, or checkpoint-<N> "
+        "(a fixed step); never chosen on the test suites",
+    )
     limit: int | None = Field(None, description="evaluate on the first N prompts of each suite")
     images_per_prompt: int = 1
     train_images_per_prompt: int = Field(1, ge=1, description="images the base model renders per training prompt")
@@ -101,9 +109,9 @@ class StudyConfig(BaseModel):
     @field_validator("skills")
     @classmethod
     def _skills(cls, value: list[str]) -> list[str]:
-        from selma.datagen.skills import all_skills
+        from selma.datagen.skills import skill_names
 
-        return _known("skill", value, list(all_skills()))
+        return _known("skill", value, skill_names())
 
     @field_validator("suites")
     @classmethod
@@ -118,6 +126,40 @@ class StudyConfig(BaseModel):
         from selma.metrics import all_metrics
 
         return _known("metric", value, [*all_metrics().names(), "dsg", "tifa"])
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _checkpoint_value(cls, value: Any) -> Any:
+        if value != "final" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"expected 'final' or a checkpoint step (an integer), got {value!r}")
+        return value
+
+    @field_validator("conventions")
+    @classmethod
+    def _conventions(cls, value: dict[str, str]) -> dict[str, str]:
+        from selma.scoring.conventions import conventions
+
+        for metric, name in value.items():
+            _known("convention", [name], conventions.names())
+            if conventions.get(name).metric != metric:
+                raise ValueError(f"convention {name!r} scores {conventions.get(name).metric}, not {metric}")
+        return value
+
+    @model_validator(mode="after")
+    def _checkpoint(self) -> StudyConfig:
+        if self.checkpoint != "final":
+            config = self.train_config()
+            if self.checkpoint % config.checkpointing_steps or not 0 < self.checkpoint <= config.max_train_steps:
+                raise ValueError(
+                    f"checkpoint: {self.checkpoint} is not a saved step (every {config.checkpointing_steps} "
+                    f"up to {config.max_train_steps})"
+                )
+        return self
+
+    @property
+    def lora_step(self) -> int | None:
+        """The checkpoint step the variants use, or ``None`` for the final weights."""
+        return None if self.checkpoint == "final" else int(self.checkpoint)
 
     @model_validator(mode="after")
     def _variants(self) -> StudyConfig:
@@ -214,11 +256,14 @@ def study_units(study: StudyConfig) -> StudyUnits:
     return StudyUnits(renders, trainings, merges, cells)
 
 
-def make_prompts(study: StudyConfig, out: Path, *, extra_prompts: int = 0, progress: bool = True) -> None:
+def make_prompts(
+    study: StudyConfig, out: Path, *, locator: Any = None, extra_prompts: int = 0, progress: bool = True
+) -> None:
     """Stage 1: skill prompts from the study's LLM backend into ``out/prompts.jsonl``."""
     from selma.datagen.backends import backends
     from selma.datagen.run import generate_prompts
-    from selma.datagen.skills import all_skills
+    from selma.datagen.skills import resolve_skills
+    from selma.suites import DataLocator
 
     if not study_units(study).renders:
         return
@@ -230,9 +275,8 @@ def make_prompts(study: StudyConfig, out: Path, *, extra_prompts: int = 0, progr
         backend = backend_class(settings.llm, device=study.device)
     else:
         backend = backend_class(settings.llm, base_url=settings.base_url, chat=not settings.completions)
-    skills = all_skills()
     generate_prompts(
-        [skills[s] for s in study.skills],
+        resolve_skills(study.skills, locator or DataLocator.from_env()),
         study.prompts_per_skill + extra_prompts,
         backend,
         out / "prompts.jsonl",
@@ -307,6 +351,8 @@ def merge_unit(study: StudyConfig, out: Path, method: str) -> Path:
 
     model = resolve_model(study.base_model)
     experts = {s: variant_dir(out / "work", model, f"expert:{s}") for s in study.skills}
+    if study.lora_step is not None:
+        experts = {s: d / f"checkpoint-{study.lora_step}" for s, d in experts.items() if d is not None}
     target = variant_dir(out / "work", model, f"merged:{method}")
     assert target is not None
     merge_experts(model, {k: v for k, v in experts.items() if v is not None}, target, method=method)
@@ -356,6 +402,8 @@ def _requests(study: StudyConfig) -> list[Any]:
             variant=variant,
             metrics=tuple(m for m in study.metrics if m not in ("dsg", "tifa") or m == _suite_metric(suite)),
             checkpoints=study.checkpoints,
+            conventions=study.conventions,
+            lora_step=study.lora_step,
             images_per_prompt=study.images_per_prompt,
             seed=study.seed,
             limit=study.limit,
@@ -385,6 +433,8 @@ def plan_study(study: StudyConfig, out: Path, locator: Any) -> list[dict[str, An
     rows = []
     for request in _requests(study):
         lora = variant_dir(out / "work", model, request.variant)
+        if lora is not None and study.lora_step is not None and not request.variant.startswith("merged"):
+            lora = lora / f"checkpoint-{study.lora_step}"
         built = lora is None or (lora / "pytorch_lora_weights.safetensors").is_file()
         row: dict[str, Any] = {"variant": request.variant, "suite": request.suite, "lora_built": built}
         if built:
@@ -446,7 +496,7 @@ def run_study(
     folder = out / "jobs"
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    make_prompts(study, out, progress=progress)
+    make_prompts(study, out, locator=locator, progress=progress)
     timings["datagen"] = round(time.perf_counter() - clock, 2)
     stages = (
         ("generate", [partial(render_unit, study, out, ref, skill) for ref, skill in units.renders]),

@@ -1,8 +1,10 @@
 """Stage 3: one LoRA on an image-text dataset, following diffusers' ``train_text_to_image_lora``.
 
-The paper's defaults (``TrainConfig``): rank 128, alpha 128, UNet attention ``to_q/to_k/to_v/to_out.0``,
-AdamW at 3e-4 constant, gradient clipping 1.0, effective batch 64 (16 x 4 accumulation), 5,000
-steps (SDXL 10,000 at 1024 px), fp16 mixed precision on a GPU, seed 42. Epsilon or v-prediction
+The paper's defaults (``TrainConfig``, from SELMA's ``fine-tune/ft_sd_lora.sh`` and
+``ft_sd_lora_sdxl.sh``): rank 128, alpha 128, UNet attention ``to_q/to_k/to_v/to_out.0``, AdamW at
+3e-4 constant, gradient clipping 1.0, effective batch 64 (16 x 4 accumulation), 5,000 steps at 512
+px for every SD model (SD v2 included; SDXL: 4 x 8, 10,000 steps at 1024 px with the
+``madebyollin/sdxl-vae-fp16-fix`` autoencoder), fp16 mixed precision on a GPU, seed 42. Epsilon or v-prediction
 comes from the model's scheduler config; SDXL gets its time ids and both text encoders.
 Checkpoints (``checkpoint-N``: the LoRA, optimizer, scheduler and RNG states) every N steps, the
 newest K kept; ``resume="latest"`` continues from the newest one. The output
@@ -48,7 +50,8 @@ class TrainConfig:
     train_batch_size: int = 16
     gradient_accumulation_steps: int = 4
     max_train_steps: int = 5000
-    resolution: int | None = None  # default: the model's native resolution
+    resolution: int | None = None  # default: SELMA's script's (512 for SD, 1024 for SDXL), else native
+    vae: str | None = None  # default: SELMA's script's (SDXL: madebyollin/sdxl-vae-fp16-fix), else the pipeline's
     random_flip: bool = True
     mixed_precision: str = "auto"  # fp16 on a GPU, none on a CPU
     seed: int = 42
@@ -62,6 +65,17 @@ class TrainConfig:
 
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE = ("max_train_steps", "checkpointing_steps", "checkpoints_total_limit")
+
+
+def effective_config(model: ResolvedModel, config: TrainConfig) -> TrainConfig:
+    """``config`` with the model's training defaults filled in (resolution, autoencoder)."""
+    from dataclasses import replace
+
+    return replace(
+        config,
+        resolution=config.resolution or model.spec.train_resolution or model.spec.resolution,
+        vae=config.vae or model.spec.train_vae,
+    )
 
 
 def _identity(model: ResolvedModel, data: list[str], config: TrainConfig) -> dict[str, Any]:
@@ -106,6 +120,7 @@ def train_lora(
     from tqdm.auto import tqdm
 
     started = now()
+    config = effective_config(model, config)
     identity = _identity(model, data, config)
     digest = config_hash(identity)
     previous = _read_training(out)
@@ -127,13 +142,14 @@ def train_lora(
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
     set_seed(config.seed)
-    parts = _load_components(model, accelerator.device)
+    parts = _load_components(model, accelerator.device, config.vae)
     unet, vae = parts["unet"], parts["vae"]
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     sdxl = model.spec.family == "sdxl"
     for name in ("vae", "text_encoder", "text_encoder_2", "unet"):
-        # SDXL's VAE overflows in fp16 (diffusers' SDXL script keeps it in fp32 too)
-        keep_fp32 = precision == "no" or (sdxl and name == "vae")
+        # SDXL's own VAE overflows in fp16: diffusers' SDXL script keeps it in fp32 unless another
+        # autoencoder is given (SELMA gives the fp16-fix one, which then runs in fp16)
+        keep_fp32 = precision == "no" or (sdxl and name == "vae" and config.vae is None)
         if parts.get(name) is not None:
             parts[name].to(accelerator.device, **({} if keep_fp32 else {"dtype": weight_dtype}))
     lora_config = LoraConfig(
@@ -146,7 +162,8 @@ def train_lora(
     if precision != "no":
         cast_training_params(unet, dtype=torch.float32)
     noise_scheduler = DDPMScheduler.from_pretrained(model.source, subfolder="scheduler")
-    resolution = config.resolution or model.spec.resolution
+    assert config.resolution is not None
+    resolution = config.resolution
 
     dataset = load_image_text_dataset(
         data, image_column=config.image_column, caption_column=config.caption_column, limit=config.limit
@@ -289,17 +306,27 @@ def _prune_checkpoints(out: Path, limit: int | None) -> None:
         shutil.rmtree(old)
 
 
-def _load_components(model: ResolvedModel, device: Any) -> dict[str, Any]:
-    from diffusers import UNet2DConditionModel
+def _load_components(model: ResolvedModel, device: Any, vae: str | None = None) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
     from selma.models import load_vae
 
     source = model.source
+    if vae is not None:
+        try:
+            autoencoder = AutoencoderKL.from_pretrained(vae)
+        except OSError as exc:
+            raise SelmaError(
+                f"cannot load the training autoencoder {vae!r} ({str(exc).splitlines()[0][:160]}); "
+                "give a local copy with --vae PATH"
+            ) from None
+    else:
+        autoencoder = load_vae(source)
     parts: dict[str, Any] = {
         "tokenizer": AutoTokenizer.from_pretrained(source, subfolder="tokenizer", use_fast=False),
         "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder"),
-        "vae": load_vae(source),
+        "vae": autoencoder,
         "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet"),
         "sdxl": model.spec.family == "sdxl",
     }

@@ -84,10 +84,18 @@ class Variant:
         return pipe
 
 
-def resolve_variant(model_ref: str, variant: str = "base", *, workdir: Path = Path("selma-work")) -> Variant:
-    """Resolve a model reference and a variant name to a loadable :class:`Variant`."""
+def resolve_variant(
+    model_ref: str, variant: str = "base", *, workdir: Path = Path("selma-work"), step: int | None = None
+) -> Variant:
+    """Resolve a model reference and a variant name to a loadable :class:`Variant`.
+
+    ``step`` picks a trained LoRA's ``checkpoint-<step>`` instead of its final weights (merged variants
+    are made from their experts' checkpoints, so they have none).
+    """
     model = resolve_model(model_ref)
     lora = variant_dir(workdir, model, variant)
+    if lora is not None and step is not None and not variant.startswith("merged"):
+        lora = lora / f"checkpoint-{step}"
     if lora is not None and not (lora / LORA_FILE).is_file():
         how = "selma-bench merge" if variant.startswith("merged") else f"selma-bench train --as {variant}"
         raise SelmaError(f"variant {variant!r} of {model.spec.name} has no LoRA at {lora}; make it with `{how}`")

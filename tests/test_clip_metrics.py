@@ -80,7 +80,8 @@ def test_hps_converter_and_x100_convention(tiny_clip: Path, tmp_path: Path) -> N
     assert all(torch.equal(converted[k], reference[k]) for k in reference)
     torch.save(open_clip_state, tmp_path / "hps.pt")
     metric = build_hps_v21({"checkpoint": str(tmp_path / "hps.pt"), "processor": str(tiny_clip)}, config=TINY_OPEN_CLIP)
-    images, prompts = _images(), ["a red cat", "two dogs", "a tree"]
+    size = TINY_OPEN_CLIP["vision_cfg"]["image_size"]  # square images at the model's size: no resize, no padding
+    images, prompts = [im.crop((0, 0, size, size)) for im in _images()], ["a red cat", "two dogs", "a tree"]
     processor = CLIPProcessor.from_pretrained(tiny_clip)
     with torch.no_grad():
         logits = model(**processor(text=prompts, images=images, padding=True, return_tensors="pt")).logits_per_image
@@ -133,3 +134,27 @@ def test_image_modes_become_8_bit_rgb(tmp_path: Path) -> None:
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(DataInputError, match="empty.png: not a readable image"):
         load_rgb(tmp_path / "empty.png")
+
+
+def test_hps_image_transform_is_resize_max_size_with_zero_padding() -> None:
+    from selma.metrics.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, resize_max_size_pixels
+
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 60, 3), dtype=np.uint8))  # 60 x 30
+    pixels = resize_max_size_pixels([image], 20)[0]
+    assert pixels.shape == (3, 20, 20)
+    mean, std = torch.tensor(OPENAI_CLIP_MEAN).view(3, 1, 1), torch.tensor(OPENAI_CLIP_STD).view(3, 1, 1)
+    raw = pixels * std + mean
+    # the longer side scaled to 20 (bicubic, antialiased, on the float tensor), the shorter padded with
+    # zeros to a centred square: pad_h // 2 rows on top, the rest below
+    tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    resized = torch.nn.functional.interpolate(tensor, size=(10, 20), mode="bicubic", antialias=True)[0]
+    assert torch.allclose(raw[:, 5:15], resized, atol=1e-5)
+    assert torch.allclose(raw[:, :5], torch.zeros(3, 5, 20), atol=1e-6)
+    assert torch.allclose(raw[:, 15:], torch.zeros(3, 5, 20), atol=1e-6)
+
+
+def test_hps_text_is_cleaned_as_open_clip_does() -> None:
+    from selma.metrics.preprocess import open_clip_clean
+
+    assert open_clip_clean("  Two  DOGS\n playing &amp;amp; rain ") == "Two DOGS playing & rain"
+    assert open_clip_clean("caf\u00c3\u00a9 au lait") == "caf\u00e9 au lait"  # ftfy repairs mojibake

@@ -44,9 +44,11 @@ def test_unknown_matcher_lists_choices() -> None:
         make_matcher("bleu")
 
 
-def test_sbert_matcher_on_a_tiny_random_encoder(tmp_path: Path) -> None:
+def test_sbert_matcher_equals_tifas_mc_sbert_on_a_tiny_random_encoder(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    words = ["surfer", "swimmer", "diver", "skier", "a", "man", "on", "board"]
+    import torch
+
+    words = ["surfer", "swimmer", "diver", "skier", "a", "man", "on", "board", "scuba", "deep", "sea"]
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     tokenizer = transformers.BertTokenizer(str(vocab))
@@ -54,13 +56,29 @@ def test_sbert_matcher_on_a_tiny_random_encoder(tmp_path: Path) -> None:
         vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
     )
     transformers.set_seed(0)
-    transformers.BertModel(config).save_pretrained(tmp_path / "sbert")
+    model = transformers.BertModel(config).eval()
+    model.save_pretrained(tmp_path / "sbert")
     tokenizer.save_pretrained(tmp_path / "sbert")
     matcher = make_matcher("sbert", str(tmp_path / "sbert"))
-    choices = ["surfer", "swimmer", "diver", "skier"]
-    assert matcher.match("skier", choices) == "skier"  # a literal choice never reaches the model
-    assert matcher.match("SWIMMER", choices) == "swimmer"  # same tokens, same embedding: cosine 1
-    assert matcher.match("a man on board", choices) in choices
+
+    def official(answer: str, choices: list[str]) -> str:  # tifascore/mc_sbert.py + vqa_models.py
+        if answer in choices:
+            return answer
+
+        def embed(sentences: list[str]) -> torch.Tensor:
+            encoded = tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
+            with torch.no_grad():
+                output = model(**encoded)
+            mask = encoded["attention_mask"].unsqueeze(-1).expand(output[0].size()).float()
+            pooled = torch.sum(output[0] * mask, 1) / torch.clamp(mask.sum(1), min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+        return choices[torch.argmax(torch.matmul(embed(choices), embed([answer]).T)).item()]
+
+    choices = ["surfer", "swimmer", "scuba diver", "deep sea diver"]  # different lengths: padded together
+    for answer in ["skier", "a man on board", "diver", "sea", "man", "surfer", "SWIMMER"]:
+        assert matcher.match(answer, choices) == official(answer, choices)
+    assert matcher.match("surfer", choices) == "surfer"  # a literal choice never reaches the model
     assert matcher.config() == {"name": "sbert", "model": str(tmp_path / "sbert")}
 
 

@@ -29,12 +29,55 @@ def _human() -> pd.Series:
     return likert.groupby(["t2i_model", "item_id"])["answer"].mean()
 
 
-def test_every_vqa_and_question_set_is_evaluated(meta: tuple[dict, list, list]) -> None:
-    results, records, _ = meta
-    expected = {f"{v}/{q}" for v in ("pali17b", "mplug", "instructblip") for q in ("dsg", "dsg-nodep", "tifa", "vq2a")}
-    assert set(results) == expected
+# j-min/DSG's README, "Human correlation on TIFA-160" (scripts/tifa160_correlation.py): (Spearman, Kendall)
+README_TABLE = {
+    "mplug/tifa": (0.352, 0.259),
+    "mplug/vq2a": (0.212, 0.164),
+    "mplug/dsg": (0.463, 0.380),
+    "mplug/dsg-nodep": (0.464, 0.378),
+    "instructblip/tifa": (0.460, 0.360),
+    "instructblip/vq2a": (0.426, 0.352),
+    "instructblip/dsg": (0.442, 0.364),
+    "instructblip/dsg-nodep": (0.436, 0.355),
+    "pali17b/tifa": (0.431, 0.323),
+    "pali17b/vq2a": (0.207, 0.157),
+    "pali17b/dsg": (0.571, 0.458),
+    "pali17b/dsg-nodep": (0.570, 0.457),
+}
+
+
+def test_the_readme_table_is_reproduced(meta: tuple[dict, list, list]) -> None:
+    results, records, notes = meta
+    assert set(results) == set(README_TABLE)
     assert all(r.n == 800 for r in results.values())
-    assert len(records) == 800 * len(expected)
+    assert len(records) == 800 * len(README_TABLE)
+    for key, (rho, tau) in README_TABLE.items():
+        if key.endswith("/tifa"):  # gold answers rebuilt without TIFA's question file: within 0.006
+            assert results[key].tifa_gold == "rebuilt"
+            assert abs(results[key].spearman - rho) <= 0.006 and abs(results[key].kendall - tau) <= 0.006, key
+        else:  # to the printed precision
+            assert (round(results[key].spearman, 3), round(results[key].kendall, 3)) == (rho, tau), key
+    assert round(results["pali17b/tifa"].spearman, 3) == 0.431  # PaLI's file carries every question's choices
+    assert any("rebuilt from pali17b_tifa.csv" in n and "--tifa-questions" in n for n in notes)
+
+
+def test_rebuilt_gold_rules_hold_on_tifas_sample() -> None:
+    from selma.metaeval import rebuilt_gold
+
+    sample = json.loads((DATA / "tifa" / "sample_question_answers.json").read_text())
+    assert len(sample) == 19 and {q["element_type"] for q in sample} >= {"counting", "color", "location"}
+    for q in sample:
+        assert rebuilt_gold(q["question"], q["choices"], q["caption"]) == q["answer"], q["question"]
+
+
+def test_caption_counts() -> None:
+    from selma.metaeval import caption_count
+
+    assert caption_count("how many red flowers are there?", "two red flowers and three white flowers") == "2"
+    assert caption_count("how many white flowers are there?", "two red flowers and three white flowers") == "3"
+    assert caption_count("how many people are in the band?", "a four-piece band on a stage") == "4"
+    assert caption_count("how many books are there?", "A stack of 3 books. A green book") == "3"
+    assert caption_count("how many cats are there?", "cats and dogs") is None
 
 
 def test_vq2a_agreement_equals_an_independent_share_of_yes(meta: tuple[dict, list, list]) -> None:
@@ -61,41 +104,41 @@ def test_dsg_without_dependencies_equals_share_of_yes_over_dsg_questions(meta: t
     assert any(with_dep[key] < 100 * m - 1e-9 for key, m in zip(human.index, metric, strict=True))
 
 
-def test_tifa_multiple_choice_is_left_out_without_the_question_file(meta: tuple[dict, list, list]) -> None:
-    results, _, notes = meta
-    assert results["pali17b/tifa"].yes_no_only and results["pali17b/tifa"].n_questions_excluded == 2730
-    assert any("pali17b/tifa: 2730 questions" in n and "--tifa-questions" in n for n in notes)
-    assert not results["pali17b/vq2a"].yes_no_only
-
-
-def test_tifa_question_file_scores_multiple_choice_questions(tmp_path: Path) -> None:
+def test_tifa_question_file_is_joined_by_position_and_exact_matched(tmp_path: Path) -> None:
     answers = tmp_path / "answers"
     answers.mkdir()
-    rows = pd.read_csv(ANSWERS / "pali17b_tifa.csv", keep_default_na=False)
-    rows.to_csv(answers / "pali17b_tifa.csv", index=False)
+    rows = pd.read_csv(ANSWERS / "mplug_tifa.csv", keep_default_na=False)  # bare questions, no choices
+    rows.to_csv(answers / "mplug_tifa.csv", index=False)
+    pali = pd.read_csv(ANSWERS / "pali17b_tifa.csv", keep_default_na=False)
     suite = load_suite("tifa160", DataLocator.from_env(DATA, offline=True))
     source = {p.id: p.meta["source_id"] for p in suite.prompts}
-    # a question file whose expected answer for every multiple-choice question is its first choice
+    # a TIFA question file (in the answer files' order) whose gold answer is each question's *last* choice
     questions = []
-    for row in rows.drop_duplicates(["item_id", "question"]).itertuples():
-        if "Choices: yes, no." in row.question:
-            continue
+    first_model = pali[pali["t2i_model"] == "mini-dalle"]
+    for row in first_model.itertuples():
         text, choices = row.question.removeprefix("Question: ").split(" Choices: ")
         options = choices.removesuffix(". Answer:").split(", ")
-        questions.append(Question(source[row.item_id], text, text, options[0], tuple(options)))
-    results, records, _ = meta_evaluate(LIKERT, answers, suite, questions)
-    agreement = results["pali17b/tifa"]
-    assert not agreement.yes_no_only and agreement.n == 800
-    first = rows[rows["item_id"] == "tifa160_63"]
-    first = first[first["t2i_model"] == "mini-dalle"]
-    expected = []
-    for row in first.itertuples():
-        if "Choices: yes, no." in row.question:
-            expected.append(row.answer == "yes")
-        else:
-            expected.append(row.answer == row.question.split(" Choices: ")[1].split(", ")[0].removesuffix(". Answer:"))
-    record = next(r for r in records if r["item_id"] == "tifa160_63" and r["t2i_model"] == "mini-dalle")
+        questions.append(Question(source[row.item_id], text, text, options[-1], tuple(options)))
+    results, records, notes = meta_evaluate(LIKERT, answers, suite, questions)
+    assert results["mplug/tifa"].tifa_gold == "question-file" and not notes
+    item, model = "tifa160_63", "sd1dot5"
+    mine = rows[(rows["item_id"] == item) & (rows["t2i_model"] == model)]
+    gold = [q for q in questions if q.prompt_id == source[item]]
+    expected = [
+        a == ("yes" if q.choices == ("yes", "no") else q.answer) for a, q in zip(mine["answer"], gold, strict=True)
+    ]
+    record = next(r for r in records if r["item_id"] == item and r["t2i_model"] == model)
     assert record["metric"] == pytest.approx(100 * np.mean(expected))
+
+
+def test_tifa_files_without_any_choices_are_skipped_with_a_note(tmp_path: Path) -> None:
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    for name in ("mplug_tifa.csv", "mplug_vq2a.csv"):
+        shutil.copy(ANSWERS / name, answers / name)
+    suite = load_suite("tifa160", DataLocator.from_env(DATA, offline=True))
+    results, _, notes = meta_evaluate(LIKERT, answers, suite)
+    assert set(results) == {"mplug/vq2a"} and any("--tifa-questions" in n for n in notes)
 
 
 def test_bad_likert_rating_names_line_and_field(tmp_path: Path) -> None:
@@ -120,6 +163,7 @@ def test_meta_eval_cli_writes_results(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["results"]["pali17b/dsg"]["n"] == 800
+    assert round(printed["results"]["pali17b/dsg"]["spearman"], 3) == 0.571
     on_disk = json.loads((tmp_path / "meta" / "summary.json").read_text())
     assert on_disk["results"] == printed["results"]
     assert str(LIKERT) in on_disk["provenance"]["inputs"]

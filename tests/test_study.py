@@ -60,6 +60,10 @@ def _write(tmp_path: Path, tiny_models: dict[str, Path], tiny_clip: Path, **chan
         ({"train": {"learning_rat": 1}}, "train", "unknown training setting 'learning_rat'"),
         ({"colour": 1}, "colour", "unknown key"),
         ({"skills": ["cooking"]}, "skills", "unknown skill 'cooking'"),
+        ({"conventions": {"dsg": "tifa-selma"}}, "conventions", "scores tifa, not dsg"),
+        ({"conventions": {"dsg": "dsg-micro"}}, "conventions", "unknown convention 'dsg-micro'"),
+        ({"checkpoint": 7}, "(top level)", "checkpoint: 7 is not a saved step (every 2 up to 4)"),
+        ({"checkpoint": "best"}, "checkpoint", "expected 'final' or a checkpoint step (an integer), got 'best'"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, changes: dict, field: str, message: str) -> None:
@@ -85,6 +89,28 @@ def test_paper_configs_load_and_dry_run(name: str, tmp_path: Path, locator: Data
     base = [c for c in cells if c["variant"] == "base"]
     assert base and all(c["run"]["n_images"] == c["run"]["n_prompts"] > 0 for c in base)
     assert all(c["run"] is None for c in cells if c["variant"] != "base")  # LoRAs are built first
+    # SELMA's settings: its own scoring conventions, a stated checkpoint rule (never chosen on the test suite)
+    assert study.conventions["dsg"] == "dsg-selma" and study.conventions.get("tifa", "tifa-selma") == "tifa-selma"
+    sdxl = study.base_model == "sdxl-base"
+    assert study.checkpoint == ("final" if sdxl else 3000)
+    config = study.train_config()
+    assert (config.max_train_steps, config.checkpointing_steps) == ((10000, 2000) if sdxl else (5000, 500))
+    assert (config.train_batch_size * config.gradient_accumulation_steps) == (32 if sdxl else 64)
+
+
+def test_training_defaults_are_selmas_scripts() -> None:
+    from selma.models import resolve_model
+    from selma.train import TrainConfig, effective_config
+
+    for name in ("sd-v1-4", "sd-v2"):  # ft_sd_lora.sh trains every SD model at 512 px, SD v2 (768 native) too
+        config = effective_config(resolve_model(name), TrainConfig())
+        assert config.resolution == 512 and config.vae is None
+    sdxl = effective_config(resolve_model("sdxl-base"), TrainConfig())
+    assert sdxl.resolution == 1024 and sdxl.vae == "madebyollin/sdxl-vae-fp16-fix"
+    assert effective_config(resolve_model("sdxl-base"), TrainConfig(resolution=512, vae="/vae")).vae == "/vae"
+    defaults = TrainConfig()
+    assert (defaults.rank, defaults.alpha, defaults.learning_rate, defaults.seed) == (128, 128, 3e-4, 42)
+    assert (defaults.max_train_steps, defaults.checkpointing_steps, defaults.lr_scheduler) == (5000, 500, "constant")
 
 
 @pytest.mark.slow

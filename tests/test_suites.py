@@ -47,8 +47,9 @@ def test_dsg_categories_follow_the_readme_map(locator: DataLocator) -> None:
         "defying": 100,
         "text": 100,
     }
+    # the official question category comes from the tuple ('other' -> attribute; 20 rows differ from category_broad)
     types = Counter(q.element_type for q in suite.questions)
-    assert types == {"entity": 3395, "relation": 2069, "attribute": 1950 + 293, "global": 475}
+    assert types == {"entity": 3395 + 5, "relation": 2056 + 2, "attribute": 1945 + 293 + 13, "global": 473}
 
 
 def test_t2i_compbench_has_eight_categories_of_300(locator: DataLocator) -> None:
@@ -63,20 +64,36 @@ def test_drawbench_category_labels_are_stripped(locator: DataLocator) -> None:
     assert "Gary Marcus et al." in categories and len(categories) == 11
 
 
-def test_non_numeric_dependencies_keep_numeric_parents_and_warn_once(
+def test_non_numeric_dependencies_drop_the_prompts_dependencies_as_the_official_loader(
     locator: DataLocator, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
         suite = load_suite("dsg", locator)
-    parents = {(q.prompt_id, q.id): q.parents for q in suite.questions}
-    assert parents[("posescript_19", "8")] == ("3",)
-    assert parents[("posescript_69", "9")] == ("5",)
-    assert parents[("tifa160_67", "8")] == ("1",)
+    by_prompt: dict[str, list] = {}
+    for q in suite.questions:
+        by_prompt.setdefault(q.prompt_id, []).append(q)
+    dropped = [
+        "posescript_19",
+        "posescript_41",
+        "posescript_55",
+        "posescript_69",
+        "stanford_paragraph_54",
+        "stanford_paragraph_55",
+        "stanford_paragraph_72",
+        "tifa160_67",
+    ]
+    for item in dropped:  # every question of the prompt, not only the row with text
+        assert all(q.parents == () for q in by_prompt[item])
+        assert any(
+            q.dependency and not q.dependency.replace(",", "").replace(" ", "").isdigit() for q in by_prompt[item]
+        )
+    q8 = next(q for q in by_prompt["posescript_19"] if q.id == "8")
+    assert q8.dependency == "3, air" and q8.detailed_type  # the raw cell, for SELMA's scorer
+    assert next(q for q in by_prompt["tifa160_0"] if q.id == "4").parents == ("1", "2")
     dependency_warnings = [r for r in caplog.records if "non-numeric dependency" in r.getMessage()]
     assert len(dependency_warnings) == 1
-    for item in ["posescript_19", "posescript_41", "stanford_paragraph_72", "tifa160_67"]:
-        assert item in dependency_warnings[0].getMessage()
-    assert suite.notes and "10 rows" in suite.notes[0]
+    assert all(item in dependency_warnings[0].getMessage() for item in dropped)
+    assert suite.notes and "8 prompt(s)" in suite.notes[0]
 
 
 def test_tifa160_records_tifa_source_ids(locator: DataLocator) -> None:

@@ -11,10 +11,10 @@ from selma.registry import Registry
 
 
 class Backend(Protocol):
-    """Completes a request; ``seed`` makes sampling repeatable where the backend allows it."""
+    """Completes requests; a seed makes sampling repeatable where the backend allows it."""
 
-    def complete(self, prompt: str, *, seed: int) -> str:
-        """The completion of ``prompt``."""
+    def complete_many(self, prompts: list[str], *, seeds: list[int]) -> list[str]:
+        """The completions of ``prompts`` (one batch, as SELMA sends its 5 requests), in order."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -22,20 +22,35 @@ class Backend(Protocol):
         ...
 
 
+class OneAtATime:
+    """Batches by completing each prompt in turn (for backends without a batch call)."""
+
+    def complete(self, prompt: str, *, seed: int) -> str:
+        """The completion of one prompt."""
+        raise NotImplementedError
+
+    def complete_many(self, prompts: list[str], *, seeds: list[int]) -> list[str]:
+        """The completions of ``prompts``, one call each."""
+        return [self.complete(prompt, seed=seed) for prompt, seed in zip(prompts, seeds, strict=True)]
+
+
+# SELMA's decoding: gpt-3.5-turbo-instruct with temperature 1.0, top_p 1.0, max_tokens 3072
+SELMA_DECODING = {"max_tokens": 3072, "temperature": 1.0, "top_p": 1.0}
+
 backends: Registry[type] = Registry("LLM backend")
 
 
 @backends.register("transformers")
-class TransformersBackend:
+class TransformersBackend(OneAtATime):
     """A local causal LM (directory or hub id); the chat template is used when the tokenizer has one."""
 
     def __init__(
         self,
         model: str,
         *,
-        max_new_tokens: int = 512,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
+        max_new_tokens: int = SELMA_DECODING["max_tokens"],
+        temperature: float = SELMA_DECODING["temperature"],
+        top_p: float = SELMA_DECODING["top_p"],
         device: str = "cpu",
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -77,10 +92,11 @@ class TransformersBackend:
 
 
 @backends.register("openai")
-class OpenAIBackend:
+class OpenAIBackend(OneAtATime):
     """Any server speaking the OpenAI API (OpenAI, vLLM, llama.cpp, Ollama) via the ``openai`` client.
 
-    ``chat=False`` uses the legacy completions endpoint, as SELMA did with gpt-3.5-turbo-instruct.
+    ``chat=False`` uses the legacy completions endpoint as SELMA did with gpt-3.5-turbo-instruct:
+    a round's requests go in one call (``prompt=[...]``, ``n=1``); a chat model gets one call each.
     """
 
     def __init__(
@@ -90,9 +106,9 @@ class OpenAIBackend:
         base_url: str | None = None,
         api_key: str | None = None,
         chat: bool = True,
-        max_tokens: int = 1024,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
+        max_tokens: int = SELMA_DECODING["max_tokens"],
+        temperature: float = SELMA_DECODING["temperature"],
+        top_p: float = SELMA_DECODING["top_p"],
     ) -> None:
         import os
 
@@ -117,6 +133,20 @@ class OpenAIBackend:
         except openai.OpenAIError as exc:
             raise SelmaError(f"LLM server {self.base_url or 'api.openai.com'}: {exc}") from None
 
+    def complete_many(self, prompts: list[str], *, seeds: list[int]) -> list[str]:
+        """One completions call for all ``prompts`` (SELMA's batch); chat models one call each."""
+        if self.chat:
+            return super().complete_many(prompts, seeds=seeds)
+        import openai
+
+        try:
+            response = self.client.completions.create(
+                model=self.model, prompt=prompts, n=1, seed=seeds[0], **self.settings
+            )
+        except openai.OpenAIError as exc:
+            raise SelmaError(f"LLM server {self.base_url or 'api.openai.com'}: {exc}") from None
+        return [choice.text for choice in sorted(response.choices, key=lambda c: c.index)]
+
     def describe(self) -> dict[str, Any]:
         """The server, model and sampling settings."""
         return {"backend": "openai", "model": self.model, "base_url": self.base_url, "chat": self.chat, **self.settings}
@@ -137,7 +167,7 @@ _WORD = re.compile(r"[A-Za-z]+")
 
 
 @backends.register("offline")
-class OfflineBackend:
+class OfflineBackend(OneAtATime):
     """A built-in, deterministic stand-in for an LLM, for offline demos and tests.
 
     It continues the numbered list by rewriting the in-context examples: every colour, count,
@@ -160,7 +190,7 @@ class OfflineBackend:
             text = _WORD.sub(lambda m: self._swap(m.group(0), rng), rng.choice(examples))
             clause = f"{rng.choice(['next to', 'behind', 'in front of', 'near'])} a {rng.choice(_LEXICON['color'])} "
             text = f"{text.rstrip('.')} {clause}{rng.choice(_LEXICON['object'])}."
-            lines.append(text if k == 0 else f"{first + k}. {text}")
+            lines.append(f"{first + k}. {text}")
         return "\n".join(lines)
 
     @staticmethod
@@ -177,7 +207,7 @@ class OfflineBackend:
 
 
 @backends.register("world")
-class WorldWriter:
+class WorldWriter(OneAtATime):
     """The shapes world's offline prompt writer: continues the numbered list with captions sampled from
     the world's grammar, of the skill the in-context examples show (held-out colour-shape pairs excluded).
     """
@@ -196,7 +226,7 @@ class WorldWriter:
         skill = self.skill_of(examples[0])
         first = len(examples) + 1
         lines = [sample_spec(skill, rng).caption() for _ in range(self.n_lines)]
-        return "\n".join(text if k == 0 else f"{first + k}. {text}" for k, text in enumerate(lines))
+        return "\n".join(f"{first + k}. {text}" for k, text in enumerate(lines))
 
     @staticmethod
     def skill_of(caption: str) -> str:

@@ -1,48 +1,34 @@
-"""The in-context-learning request and the parsing of its completion.
+"""SELMA's in-context-learning request and the parsing of its completion, as its code does them.
 
-The request follows SELMA's prompt generation: an instruction asking for more diverse image
-descriptions, the skill's numbered rules, then three examples numbered 1-3 and "4." for the
-LLM to continue. Lines of the completion that start with the next expected number are kept.
+The request is the skill's instruction followed by a newline, ``{i}. {example}`` and a newline for the three
+examples (``encode_prompt`` in ``jialuli-luka/SELMA`` @ dc691fa ``llm/prompt_generation.py``);
+the LLM continues with "4. ...". A line of the completion is kept only when it contains the next
+expected marker ``"{k}. "`` (k = 4, 5, ...), and the description is the text after the marker,
+unstripped (``post_process_gpt4_response``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from selma.datagen.skills import Skill
 
 N_EXAMPLES = 3
-NUMBERED = re.compile(r"^\s*(\d+)\s*[.)]\s*(.*\S)\s*$")
 
 
-def build_request(skill: Skill, examples: Sequence[str], n_new: int = 20) -> str:
+def build_request(skill: Skill, examples: Sequence[str]) -> str:
     """The text sent to the LLM for one request."""
-    rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(skill.rules, start=1))
-    shown = "\n".join(f"{i}. {example}" for i, example in enumerate(examples, start=1))
-    return (
-        f"Please write {n_new} more diverse image descriptions.\n"
-        f"Here are the requirements:\n{rules}\n\n"
-        f"Here are some image description examples:\n{shown}\n{len(examples) + 1}."
-    )
+    return skill.instruction + "".join(f"\n{i}. {example}\n" for i, example in enumerate(examples, start=1))
 
 
-def parse_completion(completion: str, first_number: int = N_EXAMPLES + 1) -> list[str]:
-    """Descriptions from a completion that continues the numbered list at ``first_number``.
-
-    The completion usually starts right after "4." (its first line has no number); later lines
-    count only if they carry the next expected number.
-    """
-    lines = completion.strip("\n").splitlines()
+def parse_completion(completion: str, n_examples: int = N_EXAMPLES) -> list[str]:
+    """The descriptions of a completion: lines carrying the next expected number, in order."""
     found: list[str] = []
-    expected = first_number
-    if lines and not NUMBERED.match(lines[0]) and lines[0].strip():
-        found.append(lines[0].strip())
+    expected = n_examples + 1
+    for line in completion.split("\n"):
+        marker = f"{expected}. "
+        if line == "" or marker not in line:
+            continue
+        found.append(line.split(marker)[1])
         expected += 1
-        lines = lines[1:]
-    for line in lines:
-        match = NUMBERED.match(line)
-        if match and int(match.group(1)) == expected:
-            found.append(match.group(2).strip())
-            expected += 1
-    return [text.strip().strip('"').strip() for text in found if text.strip()]
+    return found

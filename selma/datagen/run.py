@@ -1,11 +1,16 @@
-"""The prompt-generation loop: sample 3 examples from the pool, ask the LLM, filter, repeat.
+"""The prompt-generation loop, as SELMA's ``llm/prompt_generation.py`` runs it (after Self-Instruct).
 
-As in SELMA (after Self-Instruct): the pool starts with the skill's seed examples; each request
-shows 3 examples drawn from the pool; each parsed description is rejected when its ROUGE-L F
-(``rouge-score``, no stemming) with any pooled prompt exceeds 0.8, otherwise it joins the pool.
-Requests continue until N prompts are accepted. Every accepted prompt is appended to the output
-JSONL at once, and each request's randomness comes from (seed, skill, request number), so an
-interrupted run resumes exactly where it stopped.
+Each round builds 5 requests, each showing 3 examples sampled from the pool (the skill's seeds
+and every prompt accepted before the round), and sends them as one batch. Every parsed
+description is then judged in order: it is rejected when its ROUGE-L F (``rouge-score``, no
+stemming) with any pooled prompt exceeds 0.8, otherwise it joins the pool at once (so later
+candidates of the same round are compared with it). Rounds continue until N prompts are accepted;
+where SELMA keeps the whole last round (so it may return a few more than N), exactly N are kept,
+and an empty description (which SELMA's filter lets through) is dropped.
+
+Two deliberate additions: the examples are sampled with a seeded generator (SELMA's are not
+seeded), from (seed, skill, round, request), so a run is repeatable; and every accepted prompt is
+appended to the output at once, so an interrupted run resumes exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -14,28 +19,31 @@ import hashlib
 import json
 import random
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from selma import __version__
 from selma.datagen.backends import Backend
-from selma.datagen.icl import N_EXAMPLES, build_request, parse_completion
+from selma.datagen.icl import build_request, parse_completion
 from selma.datagen.skills import Skill
 from selma.errors import DataInputError, SelmaError
 from selma.results.store import config_hash, make_provenance, now
 
-ROUGE_THRESHOLD = 0.8
 
+@dataclass(frozen=True)
+class GenerationSettings:
+    """SELMA's prompt-generation settings (``llm/prompt_generation.py``)."""
 
-def _request_seed(seed: int, skill: str, request: int) -> int:
-    digest = hashlib.sha256(f"{seed}\0{skill}\0{request}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+    n_examples: int = 3
+    requests_per_round: int = 5
+    rouge_threshold: float = 0.8
 
 
 class RougeFilter:
     """Rejects a candidate whose ROUGE-L F with any pooled text exceeds the threshold."""
 
-    def __init__(self, threshold: float = ROUGE_THRESHOLD) -> None:
+    def __init__(self, threshold: float = GenerationSettings.rouge_threshold) -> None:
         from rouge_score import rouge_scorer
 
         self.scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
@@ -48,6 +56,11 @@ class RougeFilter:
     def accepts(self, candidate: str, pool: Sequence[str]) -> bool:
         """Whether ``candidate`` is different enough from every pooled text."""
         return self.max_similarity(candidate, pool) <= self.threshold
+
+
+def _request_seed(seed: int, skill: str, request: int, k: int) -> int:
+    digest = hashlib.sha256(f"{seed}\0{skill}\0{request}\0{k}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
 
 
 def _read_existing(out: Path) -> list[dict[str, Any]]:
@@ -73,20 +86,22 @@ def generate_prompts(
     out: Path,
     *,
     seed: int = 0,
-    max_requests: int | None = None,
+    settings: GenerationSettings | None = None,
+    max_rounds: int | None = None,
     progress: bool = True,
 ) -> dict[str, int]:
     """Write ``n`` accepted prompts per skill to ``out`` (JSONL ``{id, text, skill, request}``)."""
     from tqdm.auto import tqdm
 
+    settings = settings or GenerationSettings()
     started = now()
     config = {
         "command": "datagen",
-        "skills": [{"name": s.name, "rules": s.rules, "seeds": s.seeds} for s in skills],
+        "skills": [{"name": s.name, "instruction": s.instruction, "seeds": s.seeds} for s in skills],
         "n": n,
         "seed": seed,
         "backend": backend.describe(),
-        "rouge_threshold": ROUGE_THRESHOLD,
+        "settings": asdict(settings),
         "version": __version__,
     }
     digest = config_hash({k: v for k, v in config.items() if k != "n"})
@@ -95,42 +110,44 @@ def generate_prompts(
         raise SelmaError(f"{out} was made with other skills, backend or seed; choose another --out")
     existing = _read_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rouge = RougeFilter()
-    max_requests = max_requests or max(50, 10 * n)
+    rouge = RougeFilter(settings.rouge_threshold)
+    max_rounds = max_rounds or max(20, 4 * n)
     counts: dict[str, int] = {}
     with out.open("a", encoding="utf-8") as handle:
         for skill in skills:
             mine = [row for row in existing if row.get("skill") == skill.name]
             pool = list(skill.seeds) + [row["text"] for row in mine]
             accepted = len(mine)
-            # Resume inside the last request: its already-accepted prompts are in the pool and are
-            # rejected as duplicates, the rest is judged exactly as in an uninterrupted run.
+            # Resume inside the last round: its accepted prompts are already in the pool and are rejected
+            # as duplicates; the requests sample only what was pooled before the round, as before.
             request = max((row["request"] for row in mine), default=0)
             bar = tqdm(total=n, initial=min(accepted, n), desc=f"datagen {skill.name}", disable=not progress)
             while accepted < n:
-                if request >= max_requests:
+                if request >= max_rounds:
                     raise SelmaError(
-                        f"skill '{skill.name}': only {accepted} of {n} prompts accepted after {request} requests; "
+                        f"skill '{skill.name}': only {accepted} of {n} prompts accepted after {request} rounds; "
                         "the LLM's completions are unusable or too similar to the pool"
                     )
-                request_seed = _request_seed(seed, skill.name, request)
-                visible = len(skill.seeds) + sum(1 for row in mine if row["request"] < request)
-                examples = random.Random(request_seed).sample(pool[:visible], N_EXAMPLES)
-                completion = backend.complete(build_request(skill, examples), seed=request_seed)
-                for text in parse_completion(completion):
-                    if accepted >= n:
-                        break
-                    if skill.max_words and len(text.split()) > 2 * skill.max_words:
-                        continue
-                    if not rouge.accepts(text, pool):
-                        continue
-                    pool.append(text)
-                    row = {"id": f"{skill.name}_{accepted:05d}", "text": text, "skill": skill.name, "request": request}
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    handle.flush()
-                    mine.append(row)
-                    accepted += 1
-                    bar.update(1)
+                visible = pool[: len(skill.seeds) + sum(1 for row in mine if row["request"] < request)]
+                seeds = [_request_seed(seed, skill.name, request, k) for k in range(settings.requests_per_round)]
+                requests = [build_request(skill, random.Random(s).sample(visible, settings.n_examples)) for s in seeds]
+                for completion in backend.complete_many(requests, seeds=seeds):
+                    for text in parse_completion(completion, settings.n_examples):
+                        # SELMA keeps an empty description (its ROUGE-L with anything is 0); one is useless here
+                        if accepted >= n or not text.strip() or not rouge.accepts(text, pool):
+                            continue
+                        pool.append(text)
+                        row = {
+                            "id": f"{skill.name}_{accepted:05d}",
+                            "text": text,
+                            "skill": skill.name,
+                            "request": request,
+                        }
+                        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        handle.flush()
+                        mine.append(row)
+                        accepted += 1
+                        bar.update(1)
                 request += 1
             bar.close()
             counts[skill.name] = accepted

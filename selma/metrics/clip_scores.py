@@ -1,9 +1,11 @@
 """CLIP-based preference scores: PickScore and HPS v2/v2.1 share one mechanism.
 
 Both L2-normalise CLIP image and text embeddings and scale their cosine: PickScore by the model's
-``logit_scale.exp()`` (PickScore's README), HPS by 100 (the HPS v2 benchmark convention; the
-``hpsv2.score`` API returns the raw cosine). Several images of one prompt can also be compared
-with a softmax over PickScores (preference probabilities).
+``logit_scale.exp()`` (PickScore's README: transformers' processor, fp32), HPS by 100 (the HPS v2
+benchmark convention, ``evaluation.py``; the ``hpsv2.score`` API returns the raw cosine). HPS
+follows its own code otherwise too: open_clip's text cleaning, its ``ResizeMaxSize`` image
+transform and, on a GPU, fp16 autocast. Several images of one prompt can also be compared with
+a softmax over PickScores (preference probabilities).
 """
 
 from __future__ import annotations
@@ -32,22 +34,34 @@ class ClipScorer:
         *,
         device: str = "cpu",
         batch_size: int = 16,
+        clean_text: Callable[[str], str] | None = None,
+        cuda_autocast: bool = False,
     ) -> None:
         self.info, self.model, self.tokenizer, self.pixels = info, model.to(device).eval(), tokenizer, pixels
         self.scale, self.device, self.batch_size = scale, device, batch_size
+        self.clean_text = clean_text or (lambda text: text)
+        self.cuda_autocast = cuda_autocast and str(device).startswith("cuda")
         self.notes: list[str] = []
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.float16) if self.cuda_autocast else contextlib.nullcontext()
 
     def embeddings(self, images: Sequence[Any], prompts: Sequence[str]) -> tuple[Any, Any]:
         """Normalised image and text embeddings (rows aligned with the inputs)."""
         import torch
 
         tokenizer = self.tokenizer
+        prompts = [self.clean_text(p) for p in prompts]
         note = truncation_note(self.info.name, tokenizer, prompts, tokenizer.model_max_length)
         if note:
             log.warning(note)
             self.notes.append(note)
         image_parts, text_parts = [], []
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             for chunk in batched(list(range(len(images))), self.batch_size):
                 pixels = self.pixels([images[i] for i in chunk])
                 vision = self.model.vision_model(pixel_values=pixels.to(self.device))
@@ -58,9 +72,8 @@ class ClipScorer:
                 ).to(self.device)
                 encoded = self.model.text_model(input_ids=text.input_ids, attention_mask=text.attention_mask)
                 text_parts.append(self.model.text_projection(encoded.pooler_output))
-        image = torch.cat(image_parts).float()
-        text = torch.cat(text_parts).float()
-        return image / image.norm(dim=-1, keepdim=True), text / text.norm(dim=-1, keepdim=True)
+            image, text = torch.cat(image_parts), torch.cat(text_parts)
+            return image / image.norm(dim=-1, keepdim=True), text / text.norm(dim=-1, keepdim=True)
 
     def factor(self) -> float:
         """The multiplier of the cosine: ``logit_scale.exp()`` or 100."""
@@ -68,9 +81,12 @@ class ClipScorer:
 
     def score(self, images: Sequence[Any], prompts: Sequence[str]) -> list[float]:
         """One scaled cosine per (image, prompt) pair."""
+        import torch
+
         check_pairs(images, prompts)
         image, text = self.embeddings(images, prompts)
-        return (self.factor() * (image * text).sum(-1)).tolist()
+        with torch.no_grad(), self._autocast():  # HPS multiplies the features in fp16 under autocast on a GPU
+            return (self.factor() * (image * text).sum(-1)).float().tolist()
 
     def preference(self, images: Sequence[Any], prompt: str) -> list[float]:
         """Softmax over the scores of several images for one prompt (PickScore's probabilities)."""
@@ -99,7 +115,7 @@ PICKSCORE = MetricInfo(
     display_name="PickScore",
     convention="logit_scale.exp() x cosine of L2-normalised CLIP-H/14 embeddings; softmax across images of a prompt",
     checkpoints={"model": "yuvalkirstain/PickScore_v1", "processor": LAION_VIT_H},
-    reference="yuvalkirstain/PickScore README (inference snippet)",
+    reference="yuvalkirstain/PickScore @ f79607f: README (inference snippet)",
 )
 
 
@@ -118,9 +134,10 @@ def _hps_info(version: str, file: str) -> MetricInfo:
     return MetricInfo(
         name=f"hpsv{version}",
         display_name=f"HPS v{version}",
-        convention="100 x cosine of L2-normalised open_clip ViT-H-14 embeddings (HPS weights, converted)",
+        convention="100 x cosine of L2-normalised open_clip ViT-H-14 embeddings (HPS weights, converted); open_clip "
+        "text cleaning; ResizeMaxSize 224 (pad to square); fp16 autocast on a GPU",
         checkpoints={"checkpoint": f"xswu/HPSv2/{file}", "processor": LAION_VIT_H},
-        reference="tgxs002/HPSv2 hpsv2/img_score.py, evaluation.py",
+        reference="tgxs002/HPSv2 @ 866735e: hpsv2/img_score.py, evaluation.py, src/open_clip/{tokenizer,transform}.py",
         notes="v2 and v2.1 scores are not comparable; the version is recorded with every score",
     )
 
@@ -134,19 +151,28 @@ def build_hps(
 ) -> ClipScorer:
     """HPS from a local checkpoint file (open_clip state dict) and a CLIP tokenizer directory.
 
-    Images go through HPS's open_clip transform (tensor bicubic resize, centre crop, OpenAI mean/std).
+    Texts are cleaned as open_clip does; images go through HPS's ``ResizeMaxSize`` transform.
     """
     from selma.metrics.open_clip_convert import load_open_clip_checkpoint
-    from selma.metrics.preprocess import clip_pixels
+    from selma.metrics.preprocess import open_clip_clean, resize_max_size_pixels
 
     paths = {**info.checkpoints, **(checkpoints or {})}
     model = load_open_clip_checkpoint(paths["checkpoint"], config)
     size = model.config.vision_config.image_size
 
     def pixels(images: Sequence[Any]) -> Any:
-        return clip_pixels(images, size, resample="tensor")
+        return resize_max_size_pixels(images, size)
 
-    return ClipScorer(info, model, _tokenizer(paths["processor"]), pixels, "x100", device=device)
+    return ClipScorer(
+        info,
+        model,
+        _tokenizer(paths["processor"]),
+        pixels,
+        "x100",
+        device=device,
+        clean_text=open_clip_clean,
+        cuda_autocast=True,
+    )
 
 
 @register_metric(HPS_V2)

@@ -37,7 +37,7 @@ INFO = MetricInfo(
         "med_config": "THUDM/ImageReward/med_config.json",
         "tokenizer": "bert-base-uncased",
     },
-    reference="THUDM/ImageReward ImageReward/ImageReward.py",
+    reference="THUDM/ImageReward @ c1392c6: ImageReward/ImageReward.py",
 )
 
 

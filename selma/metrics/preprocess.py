@@ -1,9 +1,13 @@
-"""The image transforms of CLIP-family reference code (torchvision ``Resize`` + ``CenterCrop``), without torchvision.
+"""The image transforms of CLIP-family reference code, without torchvision.
 
-``Resize(n, BICUBIC)`` scales the shorter side to ``n`` (the longer to ``int(n * long / short)``);
-``CenterCrop(n)`` cuts at ``round((size - n) / 2)``; then ``Normalize``. ImageReward resizes the
-PIL image (PIL's bicubic filter, then ``ToTensor``); HPS's open_clip resizes the float tensor after
-``ToTensor`` (``interpolate(..., "bicubic", antialias=True)``, no rounding): ``resample`` picks one.
+``clip_pixels``: ``Resize(n, BICUBIC)`` scales the shorter side to ``n`` (the longer to
+``int(n * long / short)``), ``CenterCrop(n)`` cuts at ``round((size - n) / 2)``, then ``Normalize``.
+ImageReward's transform: the PIL image is resized (PIL's bicubic filter), then ``ToTensor``.
+
+``resize_max_size_pixels``: HPS v2's own validation transform (open_clip with
+``light_augmentation=True``: ``ToTensor`` then ``ResizeMaxSize``): the longer side is scaled to
+``n`` on the float tensor (bicubic, antialiased as torchvision >= 0.17 does by default, no
+clamping), the shorter padded with zeros to a centred square, then ``Normalize``.
 """
 
 from __future__ import annotations
@@ -40,29 +44,61 @@ def _pil_path(image: Any, size: int) -> Any:
     return torch.from_numpy(array).permute(2, 0, 1)
 
 
-def _tensor_path(image: Any, size: int) -> Any:
-    import torch
-
-    tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    new_w, new_h = resized_shape(image.width, image.height, size)
-    if (new_w, new_h) != (image.width, image.height):
-        tensor = torch.nn.functional.interpolate(
-            tensor[None], size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True
-        )[0]
-    top, left = _crop_box(new_w, new_h, size)
-    return tensor[:, top : top + size, left : left + size]
-
-
 def clip_pixels(
     images: Sequence[Any],
     size: int,
     mean: Sequence[float] = OPENAI_CLIP_MEAN,
     std: Sequence[float] = OPENAI_CLIP_STD,
-    resample: str = "pil",
 ) -> Any:
     """A float tensor (N, 3, size, size) of resized, cropped, normalised RGB images."""
     import torch
 
-    path = {"pil": _pil_path, "tensor": _tensor_path}[resample]
-    batch = torch.stack([path(image.convert("RGB"), size) for image in images])
+    batch = torch.stack([_pil_path(image.convert("RGB"), size) for image in images])
     return (batch - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def _resize_max_size(image: Any, size: int) -> Any:
+    import torch
+
+    tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    height, width = tensor.shape[1:]
+    scale = size / float(max(height, width))
+    if scale != 1.0:
+        new_h, new_w = round(height * scale), round(width * scale)
+        tensor = torch.nn.functional.interpolate(
+            tensor[None], size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True
+        )[0]
+        height, width = new_h, new_w
+    # HPS pads only after a resize; an image whose longer side is already `size` is padded here too
+    # (the reference would pass a non-square tensor to the ViT, which fails)
+    pad_h, pad_w = size - height, size - width
+    if pad_h or pad_w:
+        tensor = torch.nn.functional.pad(tensor, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    return tensor
+
+
+def resize_max_size_pixels(
+    images: Sequence[Any],
+    size: int,
+    mean: Sequence[float] = OPENAI_CLIP_MEAN,
+    std: Sequence[float] = OPENAI_CLIP_STD,
+) -> Any:
+    """A float tensor (N, 3, size, size): HPS v2's ``ToTensor`` + ``ResizeMaxSize`` + ``Normalize``."""
+    import torch
+
+    batch = torch.stack([_resize_max_size(image.convert("RGB"), size) for image in images])
+    return (batch - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def open_clip_clean(text: str) -> str:
+    """open_clip's text cleaning before BPE: ``ftfy.fix_text``, HTML unescaped twice, whitespace collapsed
+    (HPS v2's vendored ``tokenizer.py``: ``whitespace_clean(basic_clean(text))``; lower-casing is the
+    CLIP tokenizer's own).
+    """
+    import html
+    import re
+
+    import ftfy
+
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return re.sub(r"\s+", " ", text).strip()

@@ -1,11 +1,21 @@
 """VQA answering on transformers, batched and cached, for TIFA and DSG.
 
-Backends by family, each with its reference prompt and decoding: ``blip`` (BLIP VQA), ``blip2``
-(BLIP-2 FlanT5, SELMA's TIFA model: "Question: {q} Answer:"), ``instructblip`` (DSG's open
-alternative: beam 5, max length 256, repetition penalty 1.5), ``llava`` (LLaVA-1.5 through its
-chat template). mPLUG-large, SELMA's DSG model, has no transformers port. Answers are
-normalised (lower case, no trailing punctuation) and cached by (image sha256, question, model,
-settings), so a re-run answers nothing twice.
+Each registered model carries the prompt and decoding of the reference code that used it, and the
+post-processing that code applied to the decoded text (none for the scorers themselves: DSG and
+TIFA compare the answer as the wrapper returns it):
+
+- ``blip``/``blip-large``: TIFA's BLIP wrapper (``generate(max_length=50)``, the bare question);
+- ``blip2-flant5-xl``: TIFA's BLIP-2 wrapper ("Answer the multiple-choice question. Question: {q}
+  Choices: {choices} Answer:"), LAVIS's ``generate`` defaults (beam 5, 30 new tokens);
+- ``blip2-flant5-xl-selma``: SELMA's change of it ("Question: {q} Options: {choices} Answer:");
+- ``instructblip-vicuna-7b``: DSG's wrapper (beam 5, max length 256, repetition penalty 1.5,
+  answer stripped);
+- ``llava-1.5-7b``: LLaVA-1.5's short-answer prompt, answer lower-cased and stripped of ``.,?!``
+  (as DSG's GPT-4o wrapper does for a chat model).
+
+Questions of a multiple-choice set (TIFA) are shown with their choices where the model's prompt
+has a place for them. mPLUG-large, DSG's and SELMA's answerer, has no transformers port. Raw
+answers are cached by (image sha256, prompt, model identity), so a re-run asks nothing twice.
 """
 
 from __future__ import annotations
@@ -13,75 +23,132 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import string
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from selma.errors import SelmaError
 from selma.metrics.base import batched
 from selma.registry import Registry
 
-_PUNCT = str.maketrans("", "", string.punctuation.replace("'", "").replace("-", ""))
+
+def _lower_strip_punctuation(text: str) -> str:
+    return text.lower().strip().replace(".", "").replace(",", "").replace("?", "").replace("!", "")
 
 
-def normalize_vqa_answer(text: str) -> str:
-    """Lower case, punctuation removed, whitespace collapsed."""
-    return " ".join(text.lower().translate(_PUNCT).split())
+POSTPROCESS = {
+    "none": lambda text: text,
+    "strip": str.strip,
+    "lower-strip-punct": _lower_strip_punctuation,
+}
 
 
 @dataclass(frozen=True)
 class VQASpec:
-    """A VQA model family: default checkpoint, prompt template and generation settings."""
+    """A VQA model: default checkpoint, prompts, decoding and answer post-processing of its reference."""
 
     name: str
     family: str
     checkpoint: str
     prompt: str = "{question}"
+    """The prompt of a question shown without choices."""
+    prompt_choices: str | None = None
+    """The prompt of a multiple-choice question (``{choices}`` joined by ", "); ``None``: never shown."""
     generate: dict[str, Any] = field(default_factory=dict)
+    postprocess: str = "none"
+    """What the reference wrapper does to the decoded text: ``none``, ``strip`` or ``lower-strip-punct``."""
+    reference: str = ""
     notes: str = ""
 
+    def format(self, question: str, choices: Sequence[str] | None) -> str:
+        """The text prompt for ``question`` (with ``choices`` when the model shows them)."""
+        if choices and self.prompt_choices is not None:
+            return self.prompt_choices.format(question=question, choices=", ".join(choices))
+        return self.prompt.format(question=question)
+
+
+# LAVIS ``blip2_t5.generate`` defaults as passed to the T5's ``generate`` (its ``max_length`` is new tokens;
+# top_p and temperature are inert without sampling and left out)
+LAVIS_GENERATE = {"do_sample": False, "num_beams": 5, "max_new_tokens": 30, "min_length": 1}
 
 vqa_models: Registry[VQASpec] = Registry("VQA model")
 for _spec in (
-    VQASpec("blip", "blip", "Salesforce/blip-vqa-base", generate={"max_new_tokens": 10}),
-    VQASpec("blip-large", "blip", "Salesforce/blip-vqa-capfilt-large", generate={"max_new_tokens": 10}),
+    VQASpec(
+        "blip",
+        "blip",
+        "Salesforce/blip-vqa-base",
+        generate={"max_length": 50},
+        reference="Yushi-Hu/tifa @ 8e37050 tifascore/vqa_models.py (BLIP)",
+    ),
+    VQASpec(
+        "blip-large",
+        "blip",
+        "Salesforce/blip-vqa-capfilt-large",
+        generate={"max_length": 50},
+        reference="Yushi-Hu/tifa @ 8e37050 tifascore/vqa_models.py (BLIP)",
+    ),
     VQASpec(
         "blip2-flant5-xl",
         "blip2",
         "Salesforce/blip2-flan-t5-xl",
+        "Answer the question. Question: {question} Answer:",
+        "Answer the multiple-choice question. Question: {question} Choices: {choices} Answer:",
+        LAVIS_GENERATE,
+        reference="Yushi-Hu/tifa @ 8e37050 tifascore/vqa_models.py (BLIP2); LAVIS blip2_t5.generate defaults",
+        notes="TIFA's BLIP-2 answerer",
+    ),
+    VQASpec(
+        "blip2-flant5-xl-selma",
+        "blip2",
+        "Salesforce/blip2-flan-t5-xl",
         "Question: {question} Answer:",
-        {"max_new_tokens": 10},
-        "SELMA's TIFA answerer",
+        "Question: {question} Options: {choices} Answer:",
+        LAVIS_GENERATE,
+        reference="jialuli-luka/SELMA @ dc691fa TIFA/tifascore/vqa_models.py (BLIP2); LAVIS blip2_t5.generate defaults",
+        notes="SELMA's TIFA answerer (TIFA^BLIP2)",
     ),
     VQASpec(
         "instructblip-vicuna-7b",
         "instructblip",
         "Salesforce/instructblip-vicuna-7b",
         "{question}",
-        {"num_beams": 5, "max_length": 256, "min_length": 1, "repetition_penalty": 1.5, "length_penalty": 1.0},
-        "DSG's open VQA model (DSG's generation settings)",
+        None,
+        {"do_sample": False, "num_beams": 5, "max_length": 256, "min_length": 1, "repetition_penalty": 1.5},
+        "strip",
+        reference="j-min/DSG @ 7330119 dsg/vqa_utils.py (InstructBLIP)",
+        notes="DSG's open VQA model",
     ),
     VQASpec(
         "llava-1.5-7b",
         "llava",
         "llava-hf/llava-1.5-7b-hf",
         "{question}\nAnswer the question using a single word or phrase.",
+        None,
         {"max_new_tokens": 10},
-        "LLaVA-1.5's short-answer VQA prompt",
+        "lower-strip-punct",
+        reference="LLaVA-1.5's short-answer VQA prompt; answer cleaned as DSG's GPT-4o wrapper does",
+        notes="not a reference answerer of DSG or TIFA",
     ),
 ):
     vqa_models.add(_spec.name, _spec)
 vqa_models.add("shapes-exact", VQASpec("shapes-exact", "shapes", "", notes="the shapes world's exact evaluator"))
 
 NO_TRANSFORMERS_PORT = {
-    "mplug-large": "SELMA's DSG answerer (ModelScope damo/mplug_visual-question-answering_coco_large_en) has no "
-    "transformers port; answer with it elsewhere and re-score its answers with `selma-bench rescore`",
+    "mplug-large": "DSG's and SELMA's answerer (ModelScope damo/mplug_visual-question-answering_coco_large_en) has "
+    "no transformers port; answer with it elsewhere and re-score its answers with `selma-bench rescore`",
 }
 
 
+def vqa_spec(name: str) -> VQASpec:
+    """The registered VQA model ``name``; a model without a transformers port is an error saying what to do."""
+    if name in NO_TRANSFORMERS_PORT:
+        raise SelmaError(f"VQA model {name!r}: {NO_TRANSFORMERS_PORT[name]}")
+    return vqa_models.get(name)
+
+
 class AnswerCache:
-    """A sqlite table of answers keyed by (image sha256, question, model key)."""
+    """A sqlite table of raw answers keyed by (image sha256, prompt, model key)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,9 +156,9 @@ class AnswerCache:
         self.db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
 
     @staticmethod
-    def key(image_sha: str, question: str, model_key: str) -> str:
-        """The cache key of one (image, question) for one model and settings."""
-        return hashlib.sha256(json.dumps([image_sha, question, model_key]).encode()).hexdigest()
+    def key(image_sha: str, prompt: str, model_key: str) -> str:
+        """The cache key of one (image, prompt) for one model and settings."""
+        return hashlib.sha256(json.dumps([image_sha, prompt, model_key]).encode()).hexdigest()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, str]:
         """The cached answers among ``keys``."""
@@ -105,6 +172,19 @@ class AnswerCache:
         """Store answers (one transaction)."""
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?)", list(items.items()))
+
+
+def expand_to_square(image: Any, background: tuple[int, ...]) -> Any:
+    """Pad ``image`` to a square, centred, with ``background`` (LLaVA's and t2v_metrics' ``expand2square``)."""
+    from PIL import Image
+
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    result = Image.new(image.mode, (side, side), background)
+    result.paste(image, ((side - width) // 2, (side - height) // 2))
+    return result
 
 
 class VQAModel:
@@ -123,8 +203,14 @@ class VQAModel:
 
         self.spec, self.checkpoint = spec, checkpoint or spec.checkpoint
         self.device, self.batch_size, self.cache = device, batch_size, cache
-        self.processor = AutoProcessor.from_pretrained(self.checkpoint)
-        self.model = self._model_class().from_pretrained(self.checkpoint).to(device).eval()
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.checkpoint)
+            self.model = self._model_class().from_pretrained(self.checkpoint).to(device).eval()
+        except OSError as exc:
+            raise SelmaError(
+                f"cannot load VQA model {spec.name!r} from {self.checkpoint!r} ({str(exc).splitlines()[0][:160]}); "
+                "give a local directory with --vqa-model PATH (or --checkpoint model=PATH)"
+            ) from None
         # LLaVA, and BLIP-2/InstructBLIP on OPT or Vicuna, decode with a decoder-only LM: pad batches on the left,
         # and the generated sequence starts with the prompt
         self.decoder_only = spec.family == "llava" or bool(
@@ -132,7 +218,7 @@ class VQAModel:
         )
         if self.decoder_only:
             self.processor.tokenizer.padding_side = "left"
-        self.model_key = json.dumps({"checkpoint": self.checkpoint, **asdict(spec)}, sort_keys=True, default=str)
+        self.model_key = json.dumps({"model": self.checkpoint, "spec": asdict(spec)}, sort_keys=True, default=str)
         self.calls = 0  # model batches run (the cache makes re-runs free)
 
     def _model_class(self) -> Any:
@@ -145,60 +231,48 @@ class VQAModel:
             "llava": transformers.LlavaForConditionalGeneration,
         }[self.spec.family]
 
-    def _prompt(self, question: str) -> str:
-        text = self.spec.prompt.format(question=question)
+    def prompt(self, question: str, choices: Sequence[str] | None = None) -> str:
+        """The model input for ``question`` (the chat template applied for chat models)."""
+        text = self.spec.format(question, choices)
         if self.spec.family == "llava":
             conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
             return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
         return text
 
-    def _generate(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
+    def _generate(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
         import torch
 
-        prompts = [self._prompt(q) for q in questions]
-        inputs = self.processor(images=list(images), text=prompts, return_tensors="pt", padding=True).to(self.device)
+        inputs = self.processor(images=list(images), text=list(prompts), return_tensors="pt", padding=True).to(
+            self.device
+        )
         with torch.no_grad():
             output = self.model.generate(**inputs, **self.spec.generate)
         if self.decoder_only:
             output = output[:, inputs["input_ids"].shape[1] :]
         self.calls += 1
-        return [normalize_vqa_answer(t) for t in self.processor.batch_decode(output, skip_special_tokens=True)]
+        return self.processor.batch_decode(output, skip_special_tokens=True)
 
-    def first_token_probability(self, images: Sequence[Any], questions: Sequence[str], answer: str) -> list[float]:
-        """P(first token of ``answer``) at the first decoding step, per (image, question), in batches."""
-        import torch
-
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        words = [answer.lower()] if getattr(tokenizer, "do_lower_case", False) else [answer]
-        target = tokenizer(words[0], add_special_tokens=False).input_ids[0]
-        probabilities: list[float] = []
-        for chunk in batched(list(range(len(images))), self.batch_size):
-            prompts = [self._prompt(questions[i]) for i in chunk]
-            inputs = self.processor(
-                images=[images[i] for i in chunk], text=prompts, return_tensors="pt", padding=True
-            ).to(self.device)
-            with torch.no_grad():
-                output = self.model.generate(
-                    **inputs,
-                    max_new_tokens=1,
-                    do_sample=False,
-                    num_beams=1,
-                    output_scores=True,
-                    return_dict_in_generate=True,
-                )
-            self.calls += 1
-            probabilities.extend(torch.softmax(output.scores[0].float(), dim=-1)[:, target].tolist())
-        return probabilities
-
-    def answer(self, images: Sequence[Any], questions: Sequence[str], image_shas: Sequence[str]) -> list[str]:
-        """Answers to (image, question) pairs; cached pairs are not asked again."""
-        keys = [AnswerCache.key(sha, q, self.model_key) for sha, q in zip(image_shas, questions, strict=True)]
+    def answer(
+        self,
+        images: Sequence[Any],
+        questions: Sequence[str],
+        image_shas: Sequence[str],
+        choices: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[str]:
+        """Answers to (image, question) pairs, post-processed as the model's reference wrapper does;
+        ``choices`` (per question) are shown where the model's prompt has a place for them. Cached pairs
+        are not asked again.
+        """
+        shown = choices if choices is not None else [None] * len(questions)
+        prompts = [self.prompt(q, c) for q, c in zip(questions, shown, strict=True)]
+        keys = [AnswerCache.key(sha, p, self.model_key) for sha, p in zip(image_shas, prompts, strict=True)]
         known = self.cache.get_many(keys) if self.cache else {}
         todo = [i for i, key in enumerate(keys) if key not in known]
         fresh: dict[str, str] = {}
         for chunk in batched(todo, self.batch_size):
-            answers = self._generate([images[i] for i in chunk], [questions[i] for i in chunk])
+            answers = self._generate([images[i] for i in chunk], [prompts[i] for i in chunk])
             fresh.update({keys[i]: a for i, a in zip(chunk, answers, strict=True)})
         if self.cache and fresh:
             self.cache.put_many(fresh)
-        return [known.get(key, fresh.get(key, "")) for key in keys]
+        clean = POSTPROCESS[self.spec.postprocess]
+        return [clean(known.get(key, fresh.get(key, ""))) for key in keys]

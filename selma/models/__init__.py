@@ -38,6 +38,10 @@ class ModelSpec:
     hub_id: str | None = None
     tiny: bool = False
     packaged: str | None = None  # a pipeline directory inside the selma package
+    train_resolution: int | None = None
+    """The resolution SELMA's fine-tuning script trains at (default: the native one)."""
+    train_vae: str | None = None
+    """The autoencoder SELMA's fine-tuning script trains with, when not the pipeline's own."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ def spec_from_directory(path: Path) -> ModelSpec:
         tiny=False,
         resolution=int(unet.get("sample_size", 64)) * scale,
         prediction_type=scheduler.get("prediction_type", "epsilon"),
+        train_resolution=None,
+        train_vae=None,
     )
 
 

@@ -36,17 +36,25 @@ class ScoreSummary(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["rescore", "score"] = "rescore"
     suite: str
-    metric: str = Field(description="the scoring rules: dsg or tifa")
+    metric: str = Field(description="the question set: dsg or tifa")
+    convention: str = Field(description="the scoring convention (see `selma-bench metrics`), e.g. dsg or dsg-selma")
     t2i_model: str | None = None
     label: str = Field(description="row label in tables")
-    score: float = Field(description="mean over prompts of per-prompt scores (the official number)")
-    score_no_dependency: float
-    micro: float = Field(description="mean over answered questions (SELMA's DSG convention)")
+    score: float = Field(
+        description="the convention's headline: mean over prompts of per-prompt scores (official DSG and TIFA) "
+        "or mean over all questions (SELMA's DSG)"
+    )
+    score_no_dependency: float = Field(description="the same average without the dependency rule")
+    macro: float = Field(description="mean over prompts of per-prompt scores")
+    micro: float = Field(description="mean over the questions of answered prompts")
     stdev: float = Field(description="sample standard deviation of per-prompt scores")
     ci: dict[str, list[float]] = Field(
         description="95% bootstrap intervals over prompts of score and score_no_dependency"
     )
-    by_category: dict[str, float]
+    by_category: dict[str, float] = Field(
+        description="the convention's breakdown: per prompt category (mean over prompts) or per detailed "
+        "question type (mean over questions)"
+    )
     by_category_ci: dict[str, list[float]]
     by_element_type: dict[str, float] = Field(description="mean over questions of each element type")
     n_prompts: int

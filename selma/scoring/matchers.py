@@ -1,7 +1,8 @@
 """Mapping a free-form VQA answer onto a question's choices.
 
 TIFA keeps an answer that is one of the choices and maps any other answer to the nearest choice
-(officially with SBERT ``all-mpnet-base-v2``). DSG compares the raw answer with ``yes`` exactly.
+with SBERT ``all-mpnet-base-v2`` (``sbert``, TIFA's convention). DSG compares the raw answer with
+its gold answer exactly (``exact``). ``normalized`` is an offline approximation of ``sbert``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
+from selma.errors import SelmaError
 from selma.registry import Registry
 
 
@@ -74,7 +76,7 @@ def _as_number(text: str) -> float | None:
 
 @matchers.register("normalized")
 class NormalizedTextMatcher:
-    """An offline stand-in for TIFA's SBERT matcher.
+    """An offline approximation of TIFA's SBERT matcher (not TIFA's convention: results say so).
 
     A literal choice is taken; otherwise the normalised answer is compared with the normalised
     choices; a number is mapped to the numerically nearest numeric choice; anything else to the
@@ -106,42 +108,58 @@ class NormalizedTextMatcher:
 
 @matchers.register("sbert")
 class SbertMatcher:
-    """TIFA's official matcher: mean-pooled, L2-normalised sentence embeddings, argmax dot product.
+    """TIFA's official matcher (``tifascore/mc_sbert.py``): an answer that is literally a choice is
+    kept; any other is mapped to the choice whose mean-pooled, L2-normalised embedding has the
+    highest dot product with the answer's (the first on ties). The answer is embedded alone and
+    the choices together as one padded batch, as the reference does.
 
-    ``model`` is a local directory (or hub id) of ``sentence-transformers/all-mpnet-base-v2`` or
-    any transformers encoder; needs the ``models`` extra.
+    ``model`` is a local directory (or hub id) of ``sentence-transformers/all-mpnet-base-v2``;
+    needs the ``models`` extra.
     """
 
     name = "sbert"
+    DEFAULT_MODEL = "sentence-transformers/all-mpnet-base-v2"
 
-    def __init__(self, model: str = "sentence-transformers/all-mpnet-base-v2", device: str = "cpu") -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu") -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        self.model_name = model
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModel.from_pretrained(model).to(device).eval()
-        self.device = device
-        self._embed = lru_cache(maxsize=65536)(self._embed_uncached)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.model = AutoModel.from_pretrained(model).to(device).eval()
+        except OSError:
+            raise SelmaError(
+                f"TIFA's answer matcher needs the SBERT model {model!r}, which could not be loaded: give a local "
+                "copy of sentence-transformers/all-mpnet-base-v2 with --matcher-model PATH (or --matcher normalized, "
+                "an offline approximation that is not TIFA's convention)"
+            ) from None
+        self.model_name, self.device = model, device
+        self._answers = lru_cache(maxsize=65536)(self._embed_one)
+        self._choices = lru_cache(maxsize=65536)(self._embed_many)
 
-    def _embed_uncached(self, text: str) -> Any:
+    def _embed(self, texts: Sequence[str]) -> Any:
         import torch
 
-        batch = self.tokenizer([text], padding=True, truncation=True, return_tensors="pt").to(self.device)
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(self.device)
         with torch.no_grad():
-            hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, p=2, dim=1)[0]
+            hidden = self.model(**batch)[0]
+        mask = batch["attention_mask"].unsqueeze(-1).expand(hidden.size()).float()
+        pooled = torch.sum(hidden * mask, 1) / torch.clamp(mask.sum(1), min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu()
+
+    def _embed_one(self, text: str) -> Any:
+        return self._embed([text])
+
+    def _embed_many(self, texts: tuple[str, ...]) -> Any:
+        return self._embed(texts)
 
     def match(self, answer: str, choices: Sequence[str]) -> str | None:
-        """The choice whose embedding is most similar to the answer's."""
+        """``answer`` if it is a choice, else the choice nearest to it."""
         if answer in choices:
             return answer
         import torch
 
-        query = self._embed(answer)
-        scores = torch.stack([self._embed(c) @ query for c in choices])
-        return choices[int(scores.argmax())]
+        scores = torch.matmul(self._choices(tuple(choices)), self._answers(answer).T)
+        return choices[int(torch.argmax(scores).item())]
 
     def config(self) -> dict[str, Any]:
         """The encoder used."""

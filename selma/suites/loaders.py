@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -46,10 +46,14 @@ def _source_of(item_id: str) -> str:
 def load_dsg_csv(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
     """DSG's annotation CSV: one row per question, with its parents in ``dependency``.
 
-    Dependency cells are comma-separated question ids (0 = none). Ten rows of DSG-1K carry text
-    after the ids (e.g. ``5, right``): the numeric parents are kept and a note names the items.
-    (The official loader instead drops every dependency of such a prompt; both round to the same
-    published 80.5.) Parents that are not questions of the prompt are skipped, as SELMA's scorer does.
+    Parents follow the official loader (j-min/DSG ``dsg/data_utils.py``): a cell is split on
+    commas and each piece must be an integer after stripping (0 = none). When any cell of a
+    prompt fails that, the official loader drops *every* dependency of the prompt, and so does
+    this one (ten rows of DSG-1K carry text such as ``5, right``; their prompts are named in a
+    note). Parents that are not questions of the prompt (``tifa160_134`` depends on a question 1
+    it does not have) are skipped with a note: the official scorer would fail on them. The raw
+    cell is kept on each question for SELMA's scorer, which parses it differently. A question's
+    broad type comes from its ``tuple`` the official way (``other`` counts as attribute).
     """
     path = files["questions"]
     opts = spec.options
@@ -78,75 +82,109 @@ def load_dsg_csv(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
         likert = read_table(files["likert"], ["item_id", "source_id"])
         source_ids = dict(zip(likert["item_id"], likert["source_id"], strict=True))
     category_map: Mapping[str, str] = opts.get("categories", {})
-    element_types: Mapping[str, str] = opts.get("element_types", {})
 
     prompts: dict[str, Prompt] = {}
     questions: list[Question] = []
-    text_parents: list[str] = []
+    dropped: list[str] = []
     dangling: list[str] = []
-    ids_by_item = frame.groupby("item_id", sort=False)["proposition_id"].agg(lambda s: set(s.str.strip()))
-    for index, row in frame.iterrows():
-        item_id = row["item_id"].strip()
-        if item_id not in prompts:
-            meta: dict[str, Any] = {}
-            if source_ids:
-                if item_id not in source_ids:
-                    raise DataInputError(
-                        f"item {item_id!r} has no TIFA source id in {files['likert']}",
-                        path=path,
-                        row=line_of(frame, index),
-                        field="item_id",
-                    )
-                meta["source_id"] = source_ids[item_id]
-                category = _source_of(source_ids[item_id])
-            else:
-                source = _source_of(item_id)
-                if source not in category_map:
-                    raise DataInputError(
-                        f"unknown prompt source {source!r}: no category for it in suite '{spec.name}' "
-                        f"(known: {', '.join(sorted(category_map))})",
-                        path=path,
-                        row=line_of(frame, index),
-                        field="item_id",
-                    )
-                category = category_map[source]
-            prompts[item_id] = Prompt(item_id, row["text"], category, MappingProxyType(meta))
-        tokens = [t.strip() for t in row["dependency"].split(",") if t.strip()]
-        numeric = [t for t in tokens if t.isdigit()]
-        if len(numeric) != len(tokens):
-            text_parents.append(item_id)
-        known = ids_by_item[item_id]
-        parents = []
-        for token in numeric:
-            if int(token) == 0:
-                continue
-            if str(int(token)) in known:
-                parents.append(str(int(token)))
-            else:
-                dangling.append(item_id)
-        broad = row["category_broad"].strip()
-        questions.append(
-            Question(
-                prompt_id=item_id,
-                id=str(int(row["proposition_id"])),
-                text=row["question_natural_language"],
-                parents=tuple(parents),
-                element_type=element_types.get(broad, broad) or None,
-            )
+    for item_id, rows in frame.groupby(frame["item_id"].str.strip(), sort=False):
+        first = rows.index[0]
+        prompts[item_id] = _dsg_prompt(
+            spec, files, item_id, rows.at[first, "text"], source_ids, category_map, frame, first
         )
+        parents = official_dsg_parents(rows["dependency"].tolist())
+        if parents is None:
+            dropped.append(item_id)
+        known = set(rows["proposition_id"].str.strip().map(lambda q: str(int(q))))
+        for position, (_, row) in enumerate(rows.iterrows()):
+            mine = tuple(str(p) for p in (parents[position] if parents else ()) if p != 0)
+            kept = tuple(p for p in mine if p in known)
+            if kept != mine:
+                dangling.append(item_id)
+            questions.append(
+                Question(
+                    prompt_id=item_id,
+                    id=str(int(row["proposition_id"])),
+                    text=row["question_natural_language"],
+                    parents=kept,
+                    element_type=_dsg_question_type(row),
+                    dependency=row["dependency"],
+                    detailed_type=row.get("category_detailed") or None,
+                )
+            )
     notes = []
-    if text_parents:
-        items = sorted(set(text_parents))
+    if dropped:
         notes.append(
-            f"{len(text_parents)} rows of {path.name} carry non-numeric dependency text; kept their numeric "
-            f"parents ({', '.join(items)})"
+            f"{len(dropped)} prompt(s) have non-numeric dependency text and lose all their dependencies, as in "
+            f"the official DSG loader ({', '.join(dropped)})"
         )
     if dangling:
-        items = sorted(set(dangling))
-        notes.append(f"skipped parents that are not questions of the prompt ({', '.join(items)})")
+        notes.append(f"skipped parents that are not questions of the prompt ({', '.join(sorted(set(dangling)))})")
     for note in notes:
         log.warning("suite %s: %s", spec.name, note)
     return Loaded(tuple(prompts.values()), tuple(questions), tuple(notes))
+
+
+def official_dsg_parents(cells: Sequence[str]) -> list[list[int]] | None:
+    """The parents of one prompt's questions by the official DSG loader's rule, or ``None`` when
+    any cell fails ``int(piece.strip())`` (the loader then drops every dependency of the prompt).
+    """
+    try:
+        return [[int(piece.strip()) for piece in cell.split(",")] for cell in cells]
+    except ValueError:
+        return None
+
+
+def _dsg_question_type(row: Mapping[str, Any]) -> str | None:
+    """The official question category: substring tests on the DSG tuple (``get_question_category``)."""
+    tup = row.get("tuple") or ""
+    if not tup:
+        broad = (row.get("category_broad") or "").strip()
+        return "attribute" if broad == "other" else (broad or None)
+    if "entity" in tup:
+        return "entity"
+    if "attribute" in tup or "other" in tup:
+        return "attribute"
+    if "relation" in tup or "action" in tup:
+        return "relation"
+    if "global" in tup:
+        return "global"
+    return None
+
+
+def _dsg_prompt(
+    spec: SuiteSpec,
+    files: Mapping[str, Path],
+    item_id: str,
+    text: str,
+    source_ids: Mapping[str, str],
+    category_map: Mapping[str, str],
+    frame: Any,
+    index: Any,
+) -> Prompt:
+    meta: dict[str, Any] = {}
+    if source_ids:
+        if item_id not in source_ids:
+            raise DataInputError(
+                f"item {item_id!r} has no TIFA source id in {files['likert']}",
+                path=files["questions"],
+                row=line_of(frame, index),
+                field="item_id",
+            )
+        meta["source_id"] = source_ids[item_id]
+        category = _source_of(source_ids[item_id])
+    else:
+        source = _source_of(item_id)
+        if source not in category_map:
+            raise DataInputError(
+                f"unknown prompt source {source!r}: no category for it in suite '{spec.name}' "
+                f"(known: {', '.join(sorted(category_map))})",
+                path=files["questions"],
+                row=line_of(frame, index),
+                field="item_id",
+            )
+        category = category_map[source]
+    return Prompt(item_id, text, category, MappingProxyType(meta))
 
 
 @loaders.register("tifa_json")
@@ -163,26 +201,28 @@ def load_tifa_json(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
 
 
 def read_tifa_questions(path: Path, known_prompts: set[str] | None = None) -> list[Question]:
-    """TIFA's question-answer list ``[{id, question, choices, answer, element_type}]``.
+    """TIFA's question-answer list ``[{id, question, choices, answer, element_type}]``, in file order.
 
-    A question's id is its text, unique within its prompt (as in TIFA's result files).
+    A question's id is its text (as in TIFA's result files); a question repeated within a prompt is
+    kept and counted again, as TIFA's scorer does, under the id ``<text> #<k>``.
     """
     rows = read_json(path)
     if not isinstance(rows, list) or not rows:
         raise DataInputError("expected a non-empty JSON list of questions", path=path)
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], int] = {}
     questions = []
     for i, row in enumerate(rows):
         where = f"[{i}]"
         if not isinstance(row, dict):
             raise DataInputError("expected an object", path=path, row=where)
-        questions.append(tifa_question_from(row, path, where))
-        key = (questions[-1].prompt_id, questions[-1].id)
-        if key in seen:
-            raise DataInputError(f"duplicate question {key[1]!r} for prompt {key[0]!r}", path=path, row=where)
-        seen.add(key)
+        question = tifa_question_from(row, path, where)
+        key = (question.prompt_id, question.id)
         if known_prompts is not None and key[0] not in known_prompts:
             raise DataInputError(f"unknown prompt id {key[0]!r}", path=path, row=where, field="id")
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            question = replace(question, id=f"{question.id} #{seen[key]}")
+        questions.append(question)
     return questions
 
 

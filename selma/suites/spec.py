@@ -58,8 +58,10 @@ class Question:
     """A question about one prompt's image.
 
     ``parents`` are ids of questions of the same prompt that must score 1 for this one to count
-    (DSG dependencies); ``answer`` is the expected choice; ``element_type`` is the question's
-    category (TIFA element type, DSG broad category).
+    (DSG dependencies, parsed by the official DSG loader's rule); ``dependency`` is the raw
+    dependency cell as the data file has it (SELMA's scorer parses it its own way);
+    ``answer`` is the expected choice; ``element_type`` is the question's category (TIFA element
+    type, DSG broad category) and ``detailed_type`` a finer one (DSG's ``category_detailed``).
     """
 
     prompt_id: str
@@ -69,6 +71,8 @@ class Question:
     choices: tuple[str, ...] = ("yes", "no")
     parents: tuple[str, ...] = ()
     element_type: str | None = None
+    dependency: str | None = None
+    detailed_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -108,8 +108,14 @@ class ShapesAnswerer:
     def __init__(self) -> None:
         self.calls = 0
 
-    def answer(self, images: Sequence[Any], questions: Sequence[str], image_shas: Sequence[str]) -> list[str]:
-        """'yes'/'no' per (image, question); each distinct image is detected once."""
+    def answer(
+        self,
+        images: Sequence[Any],
+        questions: Sequence[str],
+        image_shas: Sequence[str],
+        choices: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[str]:
+        """'yes'/'no' per (image, question); each distinct image is detected once (the questions are yes/no)."""
         detected: dict[str, list[Detected]] = {}
         answers = []
         for image, question, sha in zip(images, questions, image_shas, strict=True):

@@ -221,7 +221,7 @@ def evaluate_world_pipeline(
     import torch
 
     from selma.generate import image_seed
-    from selma.rescore import METRIC_RULES
+    from selma.scoring.conventions import default_convention
     from selma.scoring.matchers import make_matcher
     from selma.scoring.qa import score_questions
     from selma.world.evaluator import answer, detect
@@ -241,8 +241,8 @@ def evaluate_world_pipeline(
             ).images
         images.update({prompt.id: detect(image) for prompt, image in zip(chunk, rendered, strict=True)})
     answers = {(q.prompt_id, q.id): answer(images[q.prompt_id], q.text) for q in questions}
-    rules, matcher = METRIC_RULES["dsg"]
-    scored = score_questions(prompts, questions, answers, make_matcher(matcher), rules)
+    convention = default_convention("dsg")
+    scored = score_questions(prompts, questions, answers, make_matcher(convention.matcher), convention)
     scores: dict[str, Any] = {}
     for skill in SKILLS:
         values = [r["score"] for r in scored.prompts if r["category"] == skill]

@@ -1,0 +1,261 @@
+"""Neutral file helpers every stage uses: content hashes (remembered), atomic writes, JSONL, safe names.
+
+Caches are keyed by what files *contain*, never by where they are: :func:`file_digest` hashes a
+file's bytes once and remembers the digest by (path, size, modification time, inode) in a small
+sqlite table, so a re-run re-reads only files that changed; :func:`content_identity` names a model
+or checkpoint reference (a file, a directory of weights, or a hub id) by its content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from selma.errors import DataInputError, SelmaError
+
+HASHES = "file-hashes.sqlite"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SKIPPED = re.compile(r"(^\.|\.part$|\.tmp$|\.lock$)")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the same bytes for the same content, whatever the order."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_jsonable, ensure_ascii=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``config`` (sets are sorted, so it never depends on hash seeds)."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+class _HashMemo:
+    """Digests of files, remembered by (path, size, mtime, inode) in ``<cache>/file-hashes.sqlite``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self.db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(str(self.path), timeout=30)
+                self.db.execute("CREATE TABLE IF NOT EXISTS hashes (key TEXT PRIMARY KEY, digest TEXT NOT NULL)")
+            except (OSError, sqlite3.Error):
+                self.db = None  # a read-only cache folder: hash every time
+        return self.db
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}"
+        db = self._connect()
+        if db is not None:
+            row = db.execute("SELECT digest FROM hashes WHERE key = ?", (key,)).fetchone()
+            if row:
+                return str(row[0])
+        value = sha256_file(path)
+        if db is not None:
+            try:
+                with db:
+                    db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?)", (key, value))
+            except sqlite3.Error:
+                pass
+        return value
+
+
+_memos: dict[Path, _HashMemo] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """The sha256 of a file's bytes, computed once per (path, size, mtime, inode)."""
+    from selma.suites.data import default_cache_dir
+
+    location = default_cache_dir() / HASHES
+    memo = _memos.setdefault(location, _HashMemo(location))
+    return memo.digest(Path(path))
+
+
+def tree_digest(folder: str | Path) -> str:
+    """A digest of every file under ``folder`` (relative paths and contents; dot files and partial files skipped)."""
+    root = Path(folder)
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root)
+        if any(_SKIPPED.search(part) for part in relative.parts):
+            continue
+        entries.append([relative.as_posix(), file_digest(path)])
+    return config_hash({"files": entries})
+
+
+def content_identity(ref: str | Path) -> str:
+    """What a model or checkpoint reference *is*: the digest of a local file or directory, else the reference
+    itself (a hub id, which names one published thing).
+    """
+    path = Path(ref)
+    if path.is_file():
+        return f"sha256:{file_digest(path)}"
+    if path.is_dir():
+        return f"tree:{tree_digest(path)[:32]}"
+    return str(ref)
+
+
+def safe_id(text: str) -> str:
+    """A file-name-safe form of an id: letters, digits, ``.``, ``_`` and ``-``."""
+    cleaned = _SAFE.sub("-", text).strip("-.")
+    return cleaned or "item"
+
+
+def check_safe_name(name: str, what: str) -> str:
+    """``name`` if it is a plain file name (no separators, not ``.``/``..``), else an error naming ``what``."""
+    if not name or name in (".", "..") or _SAFE.search(name) or name.startswith("."):
+        raise SelmaError(
+            f"{what} {name!r} is not a safe name: use letters, digits, '.', '_' and '-' (not starting with '.')"
+        )
+    return name
+
+
+def inside(base: Path, relative: str, *, path: Path | None = None, row: str | None = None, field: str = "") -> Path:
+    """``base / relative`` if it stays inside ``base``; otherwise an error naming the file, row and field."""
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base.resolve()):
+        raise DataInputError(f"{relative!r} points outside {base}", path=path, row=row, field=field or None)
+    return target
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as indented JSON with sorted keys, atomically."""
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def make_readable(folder: Path) -> None:
+    """Give a folder made by ``tempfile.mkdtemp`` (0700) the permissions the user's umask asks for."""
+    os.chmod(folder, 0o777 & ~_umask())
+
+
+def read_jsonl(path: Path, required: Mapping[str, type | tuple[type, ...]] | None = None) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file; a bad line is an error naming the file, line and field.
+
+    ``required`` maps field names to the types their values must have.
+    """
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DataInputError("not UTF-8 text", path=path) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataInputError(f"not valid JSON ({exc.msg})", path=path, row=f"line {number}") from None
+        if not isinstance(row, dict):
+            raise DataInputError("expected a JSON object", path=path, row=f"line {number}")
+        for name, kind in (required or {}).items():
+            if name not in row:
+                raise DataInputError("missing", path=path, row=f"line {number}", field=name)
+            if not isinstance(row[name], kind) or (isinstance(row[name], bool) and kind is int):
+                raise DataInputError(
+                    f"expected {_type_name(kind)}, got {row[name]!r}", path=path, row=f"line {number}", field=name
+                )
+        row["_line"] = number
+        rows.append(row)
+    return rows
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(
+        {"str": "a string", "int": "an integer", "float": "a number"}.get(k.__name__, k.__name__) for k in kinds
+    )
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted names of the settings that differ between two configurations."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changed.extend(differences(a, b, f"{name}."))
+        elif canonical_json(a) != canonical_json(b):
+            changed.append(name)
+    return changed
+
+
+def describe_differences(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 6) -> str:
+    """A short text naming the differing settings, with their old and new values."""
+    changed = differences(old, new)
+    parts = []
+    for name in changed[:limit]:
+        a, b = _lookup(old, name), _lookup(new, name)
+        parts.append(f"{name}: {_short(a)} -> {_short(b)}")
+    more = f" (and {len(changed) - limit} more)" if len(changed) > limit else ""
+    return ", ".join(parts) + more
+
+
+def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _short(value: Any) -> str:
+    text = canonical_json(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def first_missing(paths: Iterable[Path]) -> Path | None:
+    """The first of ``paths`` that is not a file."""
+    return next((p for p in paths if not p.is_file()), None)
+
+
+def sorted_unique(values: Sequence[str]) -> list[str]:
+    """Sorted distinct strings (for metadata that must not depend on set order)."""
+    return sorted(set(values))

@@ -1,0 +1,136 @@
+"""One mechanism for every stage that writes into an output: claim it before any work, refuse a changed one.
+
+A stage (datagen, generate, train, merge, a study cell) first *claims* its output by writing a
+small marker with the configuration that determines its bytes (``.selma-stage.json`` in an
+output folder, ``<file>.selma-stage.json`` beside an output file). Then:
+
+- no marker: a fresh output (a folder that exists and is not empty is refused: it is not ours);
+- a marker with the same configuration: the stage resumes (or, when marked complete, is skipped);
+- a marker with another configuration: refused with the differing settings named, unless
+  ``force`` clears the output first.
+
+So provenance can never describe settings that did not produce the bytes, and a resumed job only
+continues an identical one. Settings that may change on resumption (for example how many steps to
+train) are recorded but not compared.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selma.errors import SelmaError
+from selma.io import atomic_write_json, config_hash, describe_differences
+
+MARKER = ".selma-stage.json"
+
+
+def marker_path(output: Path, folder: bool = True) -> Path:
+    """Where the marker of an output folder (inside it) or output file (beside it) lives."""
+    return output / MARKER if folder else output.with_name(output.name + MARKER)
+
+
+@dataclass
+class Claim:
+    """A claimed output: its configuration, whether it was complete already, and how to finish it."""
+
+    output: Path
+    kind: str
+    config: dict[str, Any]
+    digest: str
+    complete: bool
+    folder: bool = True
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def finish(self, record: Mapping[str, Any] | None = None) -> None:
+        """Mark the output complete, with what the stage wants to remember (counts, timings)."""
+        self.record = dict(record or {})
+        self.complete = True
+        _write(self)
+
+
+def _write(claim: Claim) -> None:
+    atomic_write_json(
+        marker_path(claim.output, claim.folder),
+        {
+            "kind": claim.kind,
+            "config_hash": claim.digest,
+            "config": claim.config,
+            "complete": claim.complete,
+            "record": claim.record,
+        },
+    )
+
+
+def read_marker(output: Path, folder: bool = True) -> dict[str, Any] | None:
+    """The marker of ``output``, or ``None``; a damaged marker is an error naming it."""
+    import json
+
+    path = marker_path(output, folder)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "config_hash" not in data:
+            raise ValueError("no config_hash")
+    except (ValueError, OSError) as exc:
+        raise SelmaError(f"{path}: a damaged stage marker ({exc}); remove it or pass --force") from None
+    return data
+
+
+def claim(
+    output: Path,
+    kind: str,
+    config: Mapping[str, Any],
+    *,
+    force: bool = False,
+    resumable: Iterable[str] = (),
+    folder: bool = True,
+) -> Claim:
+    """Claim ``output`` (a folder, or a file when ``folder`` is false) for a stage of ``kind`` configured by
+    ``config`` (see the module docstring).
+    """
+    config = dict(config)
+    loose = set(resumable)
+    digest = config_hash({k: v for k, v in config.items() if k not in loose})
+    previous = read_marker(output, folder)
+    if previous is not None and previous["config_hash"] != digest:
+        if not force:
+            changed = describe_differences(
+                {k: v for k, v in previous.get("config", {}).items() if k not in loose},
+                {k: v for k, v in config.items() if k not in loose},
+            )
+            raise SelmaError(
+                f"{output} holds a {previous.get('kind', kind)} made with other settings ({changed}); "
+                "choose another output or pass --force to replace it"
+            )
+        _clear(output, folder)
+        previous = None
+    if previous is None:
+        if output.is_dir() and any(p.name != MARKER for p in output.iterdir()):
+            if not force:
+                raise SelmaError(f"{output} exists and was not written by selma-bench; choose another output")
+            _clear(output, folder)
+        elif output.is_file() and not force:
+            raise SelmaError(f"{output} exists and was not written by selma-bench; choose another output")
+        elif output.is_file():
+            output.unlink()
+        if folder and output.exists() and not output.is_dir():
+            raise SelmaError(f"{output} is a file; the output must be a folder")
+        (output if folder else output.parent).mkdir(parents=True, exist_ok=True)
+        fresh = Claim(output, kind, config, digest, complete=False, folder=folder)
+        _write(fresh)
+        return fresh
+    complete, record = bool(previous.get("complete")), dict(previous.get("record") or {})
+    return Claim(output, kind, config, digest, complete, folder, record)
+
+
+def _clear(output: Path, folder: bool) -> None:
+    marker_path(output, folder).unlink(missing_ok=True)
+    if output.is_dir():
+        shutil.rmtree(output)
+    elif output.exists():
+        output.unlink()
