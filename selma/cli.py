@@ -8,15 +8,96 @@ import logging
 import os
 import shlex
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from selma import __version__
 from selma.errors import SelmaError
 
 log = logging.getLogger("selma")
+
+
+def positive_int(value: str) -> int:
+    """An integer of at least 1 (argparse type)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    """An integer of at least 0 (argparse type)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {value!r}")
+    return number
+
+
+def _float(value: str, what: str, ok: Any) -> float:
+    import math
+
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+    if not math.isfinite(number) or not ok(number):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """A finite number above 0 (argparse type)."""
+    return _float(value, "a number above 0", lambda x: x > 0)
+
+
+def non_negative_float(value: str) -> float:
+    """A finite number of at least 0 (argparse type)."""
+    return _float(value, "a number of at least 0", lambda x: x >= 0)
+
+
+def unit_interval(value: str) -> float:
+    """A number in (0, 1] (argparse type)."""
+    return _float(value, "a number in (0, 1]", lambda x: 0 < x <= 1)
+
+
+def resolution(value: str) -> int:
+    """A positive multiple of 8 (argparse type): Stable Diffusion's latents are 1/8 of the image."""
+    number = positive_int(value)
+    if number % 8:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 8, got {value!r}")
+    return number
+
+
+def float_list(value: str) -> list[float]:
+    """Comma-separated finite numbers (argparse type)."""
+    return [_float(part.strip(), "comma-separated numbers", lambda x: True) for part in value.split(",")]
+
+
+def caption_noise(value: str) -> Any:
+    """``name=probability,...`` for the world's :class:`CaptionNoise` (argparse type)."""
+    from dataclasses import fields
+
+    from selma.world.scenes import CaptionNoise
+
+    known = {f.name for f in fields(CaptionNoise)}
+    rates: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, number = part.partition("=")
+        if not sep or name not in known:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=P with NAME one of {', '.join(sorted(known))}, got {part!r}"
+            )
+        rates[name] = _float(number, "a probability in [0, 1]", lambda x: 0 <= x <= 1)
+    return CaptionNoise(**rates)
 
 
 def _role_path(value: str) -> tuple[str, Path]:
@@ -160,10 +241,10 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 def cmd_meta_eval(args: argparse.Namespace) -> int:
     """Agreement of VQA-based scores with human ratings on TIFA-160."""
+    from selma.io import sha256_file
     from selma.metaeval import MetaEvalSummary, meta_evaluate
     from selma.results.store import make_provenance, now, write_run
     from selma.suites import load_suite
-    from selma.suites.data import sha256_file
     from selma.suites.loaders import read_tifa_questions
 
     started = now()
@@ -299,6 +380,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         lambda: variant.load(device=device, dtype=args.dtype),
         batch_size=args.batch_size,
         prompt_file=args.prompts,
+        force=args.force,
     )
     print(f"{result['rendered']} rendered, {result['skipped']} already present, {result['total']} in {args.out}")
     return 0
@@ -335,7 +417,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         caption_column=args.caption_column,
         limit=args.limit,
     )
-    result = train_lora(model, [str(d) for d in args.data], out, config, resume=args.resume, device=args.device)
+    result = train_lora(
+        model, [str(d) for d in args.data], out, config, resume=args.resume, device=args.device, force=args.force
+    )
     if result:
         print(
             f"{out}: {result['steps']} steps on {result['n_examples']} examples; last loss {result['losses'][-1]:.4f}"
@@ -356,7 +440,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         found = sorted(p for p in (model_root(args.workdir, model) / "experts").glob("*") if p.is_dir())
         experts = {p.name: p for p in found}
     out = args.out or variant_dir(args.workdir, model, f"merged:{args.method}")
-    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    weights = args.weights
     result = merge_experts(
         model,
         experts,
@@ -367,6 +451,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         seed=args.seed,
         svd_rank=args.svd_rank,
         fused_pipeline=args.fused_pipeline,
+        force=args.force,
     )
     print(f"{out}: {result['method']} merge of {', '.join(result['experts'])} at weights {result['weights']}")
     return 0
@@ -392,7 +477,7 @@ def cmd_datagen(args: argparse.Namespace) -> int:
         backend = backends.get("openai")(
             args.llm, base_url=args.base_url, chat=not args.completions, max_tokens=args.max_tokens
         )
-    counts = generate_prompts(skills, args.n, backend, args.out, seed=args.seed)
+    counts = generate_prompts(skills, args.n, backend, args.out, seed=args.seed, force=args.force)
     print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
@@ -509,6 +594,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conventions_by_metric(names: list[str] | None) -> dict[str, str]:
+    from selma.scoring.conventions import conventions
+
+    return {conventions.get(name).metric: name for name in names or []}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Generate (cached), score (cached) and tabulate one variant on one suite."""
     from dataclasses import asdict
@@ -528,6 +619,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         variant=args.variant,
         metrics=metrics,
         checkpoints={k: v for k, v in checkpoints.items() if v},
+        conventions=_conventions_by_metric(args.convention),
         images_per_prompt=args.images_per_prompt,
         seed=args.seed,
         limit=args.limit,
@@ -654,6 +746,8 @@ def cmd_world(args: argparse.Namespace) -> int:
             seed=args.seed,
             eval_every=args.eval_every,
             eval_per_skill=args.per_skill,
+            caption_noise=args.caption_noise,
+            **({"skill_weights": tuple(args.skill_weights)} if args.skill_weights else {}),
         )
         command = "selma-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         record = train_world_model(config, args.out, threads=args.threads, progress=not args.quiet, command=command)
@@ -680,11 +774,9 @@ def build_parser() -> argparse.ArgumentParser:
     from selma.scoring.matchers import matchers
 
     data = _data_options()
-    parser = argparse.ArgumentParser(
-        prog="selma-bench", description="Reproduce SELMA and score text-to-image models for faithfulness."
-    )
+    parser = Parser(prog="selma-bench", description="Reproduce SELMA and score text-to-image models for faithfulness.")
     parser.add_argument("--version", action="version", version=f"selma-bench {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    _add_verbosity(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("suites", parents=[data], help="list suites, or `suites show NAME`")
@@ -704,8 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matcher", choices=list(matchers), help="answer-to-choice mapping (default: the convention's)")
     p.add_argument("--matcher-model", help="local path (or hub id) of the SBERT model for --matcher sbert")
     p.add_argument("--strict", action="store_true", help="a blank answer is an error instead of scoring 0")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed")
+    p.add_argument("--bootstrap", type=positive_int, default=2000, metavar="N", help="bootstrap resamples")
     p.add_argument("--label", help="row label in tables")
     p.add_argument("--out", type=Path, help="run directory (default: selma-runs/rescore-<suite>-<file>-<hash>)")
     p.add_argument("--force", action="store_true", help="replace a run of another configuration in --out")
@@ -723,8 +815,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="paired-bootstrap difference of two runs")
     p.add_argument("run_a", type=Path)
     p.add_argument("run_b", type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="N")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--bootstrap", type=positive_int, default=2000, metavar="N")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
@@ -737,15 +829,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--skills", help="comma-separated (default: SELMA's six, read from its prompt-generation data)")
     p.add_argument("--skills-file", type=Path, help="a YAML file of extra skills")
-    p.add_argument("--n", type=int, default=1000, help="prompts per skill")
+    p.add_argument("--n", type=positive_int, default=1000, help="prompts per skill")
     p.add_argument("--backend", default="offline", choices=["offline", "world", "transformers", "openai"])
     p.add_argument("--llm", help="transformers: local path or hub id; openai: the model name")
     p.add_argument("--base-url", help="an OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)")
     p.add_argument("--completions", action="store_true", help="use the legacy completions endpoint, not chat")
-    p.add_argument("--max-tokens", type=int, default=3072, help="SELMA's: 3072")
+    p.add_argument("--max-tokens", type=positive_int, default=3072, help="SELMA's: 3072")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", required=True, type=Path, help="JSONL output; an existing file is resumed")
+    p.add_argument("--force", action="store_true", help="replace an output made with other settings")
     p.set_defaults(func=cmd_datagen)
 
     p = sub.add_parser("generate", help="stage 2: images for a prompt file (resumable; accelerate launch shards it)")
@@ -756,15 +849,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workdir", type=Path, default=Path("selma-work"), help="where variants' LoRAs live")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--steps", type=int, help="default: the model's")
-    p.add_argument("--guidance-scale", type=float, help="default: the model's")
-    p.add_argument("--resolution", type=int, help="default: the model's native resolution")
-    p.add_argument("--images-per-prompt", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, help="only the first N prompts")
+    p.add_argument("--steps", type=positive_int, help="default: the model's")
+    p.add_argument("--guidance-scale", type=non_negative_float, help="default: the model's")
+    p.add_argument("--resolution", type=resolution, help="default: the model's native resolution")
+    p.add_argument("--images-per-prompt", type=positive_int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--limit", type=positive_int, help="only the first N prompts")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--force", action="store_true", help="replace an output made with other settings")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train", help="stage 3: train a LoRA (diffusers conventions, the paper's defaults)")
@@ -773,26 +867,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder")
     p.add_argument("--as", dest="as_variant", help="or: expert:<skill>, multi, gt:<name>, w2s:<weak> in --workdir")
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
-    p.add_argument("--rank", type=int, default=128)
-    p.add_argument("--alpha", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=3e-4)
-    p.add_argument("--batch-size", type=int, help="default 16 (SDXL 4)")
-    p.add_argument("--gradient-accumulation-steps", type=int, help="default 4 (SDXL 8)")
-    p.add_argument("--steps", type=int, help="optimizer steps (default 5,000; SDXL 10,000)")
+    p.add_argument("--rank", type=positive_int, default=128)
+    p.add_argument("--alpha", type=positive_int, default=128)
+    p.add_argument("--learning-rate", type=positive_float, default=3e-4)
+    p.add_argument("--batch-size", type=positive_int, help="default 16 (SDXL 4)")
+    p.add_argument("--gradient-accumulation-steps", type=positive_int, help="default 4 (SDXL 8)")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (default 5,000; SDXL 10,000)")
     p.add_argument(
         "--resolution", type=int, help="default: SELMA's (512 for SD v1/v2, 1024 for SDXL; native for others)"
     )
     p.add_argument("--vae", help="autoencoder to train with (default SDXL: madebyollin/sdxl-vae-fp16-fix, as SELMA)")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--checkpointing-steps", type=int, default=500)
-    p.add_argument("--checkpoints-total-limit", type=int)
+    p.add_argument("--seed", type=non_negative_int, default=42)
+    p.add_argument("--checkpointing-steps", type=positive_int, default=500)
+    p.add_argument("--checkpoints-total-limit", type=positive_int)
     p.add_argument("--resume", help="'latest' or a checkpoint folder")
     p.add_argument("--cache", action="store_true", help="cache VAE latents (both flips) and text embeddings")
     p.add_argument("--image-column", default="image")
     p.add_argument("--caption-column", default="text")
-    p.add_argument("--limit", type=int, help="use the first N examples")
+    p.add_argument("--limit", type=positive_int, help="use the first N examples")
     p.add_argument("--device", help="cpu to force the CPU")
+    p.add_argument("--force", action="store_true", help="replace an output made with other settings")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("merge", help="stage 4: merge experts (paper: sum of ΔW at 1/N; peft combination types)")
@@ -801,46 +896,57 @@ def build_parser() -> argparse.ArgumentParser:
         "--experts", nargs="+", type=_role_path, metavar="NAME=DIR", help="default: all experts in --workdir"
     )
     p.add_argument("--method", default="paper", choices=list(METHODS))
-    p.add_argument("--weights", help="comma-separated, default 1/N each")
-    p.add_argument("--density", type=float, help="for ties, dare_*, magnitude_prune (default 0.5)")
-    p.add_argument("--svd-rank", type=int)
-    p.add_argument("--seed", type=int, default=0, help="for dare_* random pruning")
+    p.add_argument("--weights", type=float_list, help="comma-separated, default 1/N each")
+    p.add_argument("--density", type=unit_interval, help="for ties, dare_*, magnitude_prune (default 0.5)")
+    p.add_argument("--svd-rank", type=positive_int)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="for dare_* random pruning")
     p.add_argument("--out", type=Path, help="default: <workdir>/<model>/merged-<method>")
     p.add_argument("--fused-pipeline", type=Path, help="also save a full pipeline with the merge fused in")
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
+    p.add_argument("--force", action="store_true", help="replace an output made with other settings")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("demo", help="the SELMA study in the shapes world, exactly scored, on a CPU")
     p.add_argument("--out", type=Path, default=Path("selma-demo"))
-    p.add_argument("--steps", type=int, help="training steps per LoRA (default 300)")
-    p.add_argument("--prompts-per-skill", type=int, help="LLM-stage prompts per skill (default 40)")
-    p.add_argument("--train-images", type=int, help="base-model images per training prompt (default 5)")
+    p.add_argument("--steps", type=positive_int, help="training steps per LoRA (default 300)")
+    p.add_argument("--prompts-per-skill", type=positive_int, help="LLM-stage prompts per skill (default 40)")
+    p.add_argument("--train-images", type=positive_int, help="base-model images per training prompt (default 5)")
     p.add_argument("--suite", choices=["shapes", "shapes-mini", "shapes-large"], help="evaluation suite (shapes)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=non_negative_int)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("world", help="train, evaluate or export a shapes-world model (selma/world)")
     world = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    q = world.add_parser("train", help="train a world model from scratch (resumes from <out>/state.pt)")
+    q = world.add_parser("train", help="train a world model from scratch (resumes from <out>/state/)")
     q.add_argument("--arch", default="base", choices=["base", "weak"])
-    q.add_argument("--steps", type=int, default=12000)
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--lr", type=float, default=1e-3)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--eval-every", type=int, default=1000)
-    q.add_argument("--per-skill", type=int, default=32, help="evaluation prompts per skill")
-    q.add_argument("--threads", type=int, help="torch CPU threads")
+    q.add_argument("--steps", type=positive_int, default=12000)
+    q.add_argument("--batch-size", type=positive_int, default=64)
+    q.add_argument("--lr", type=positive_float, default=1e-3)
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--eval-every", type=positive_int, default=1000)
+    q.add_argument("--per-skill", type=positive_int, default=32, help="evaluation prompts per skill")
+    q.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    q.add_argument(
+        "--caption-noise",
+        type=caption_noise,
+        default=caption_noise(""),
+        metavar="RATE=P,...",
+        help="alt-text-like captions: count_omitted, count_vague, color_dropped, object_omitted, relation_stated",
+    )
+    q.add_argument(
+        "--skill-weights", type=float_list, help="shares of object, count, binding, spatial, count_binding in a batch"
+    )
     q.add_argument("--out", type=Path, required=True)
     q.set_defaults(func=cmd_world)
     q = world.add_parser("eval", help="per-skill exact scores of a world model")
     q.add_argument("model", help="shapes-base, shapes-weak or a pipeline directory")
-    q.add_argument("--per-skill", type=int, default=32)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--guidance", type=float, default=4.0)
+    q.add_argument("--per-skill", type=positive_int, default=32)
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--guidance", type=non_negative_float, default=4.0)
     q.set_defaults(func=cmd_world)
     q = world.add_parser("export", help="copy a training run's pipeline at a step, with its training record")
     q.add_argument("run", type=Path)
-    q.add_argument("--step", type=int, required=True)
+    q.add_argument("--step", type=positive_int, required=True)
     q.add_argument("--to", type=Path, required=True)
     q.set_defaults(func=cmd_world)
 
@@ -868,8 +974,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--convention", choices=list(conventions), help="dsg/tifa scoring convention (default: the official one)"
     )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--limit", type=int, help="only the first N prompts that have images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=positive_int, help="only the first N prompts that have images")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--label")
     p.add_argument("--out", type=Path)
     p.add_argument("--force", action="store_true")
@@ -882,13 +988,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="base")
     p.add_argument("--metric", action="append", help="default: the suite's own (dsg, tifa)")
     p.add_argument("--vqa", help="VQA model for dsg/tifa (see `metrics`)")
+    p.add_argument(
+        "--convention",
+        action="append",
+        choices=list(conventions),
+        help="a dsg/tifa scoring convention (default: the official one); repeat for both",
+    )
     p.add_argument("--vqa-model", help="its local path or hub id")
     p.add_argument("--checkpoint", action="append", default=[], metavar="[METRIC:]ROLE=PATH")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--images-per-prompt", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=positive_int)
+    p.add_argument("--images-per-prompt", type=positive_int, default=1)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
     p.add_argument("--out", type=Path, default=Path("selma-runs") / "run")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; load nothing")
@@ -899,9 +1011,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = launch.add_argument_group("launcher (submitit)")
     group.add_argument("--launcher", choices=["slurm", "local", "debug"], help="run each stage as a job array")
     group.add_argument("--slurm-partition")
-    group.add_argument("--gpus-per-node", type=int, default=1)
-    group.add_argument("--timeout-min", type=int, default=24 * 60)
-    group.add_argument("--array-parallelism", type=int, default=16)
+    group.add_argument("--gpus-per-node", type=positive_int, default=1)
+    group.add_argument("--timeout-min", type=positive_int, default=24 * 60)
+    group.add_argument("--array-parallelism", type=positive_int, default=16)
 
     p = sub.add_parser("study", parents=[data, launch], help="build a study's variants and compare them (YAML)")
     p.add_argument("study_file", type=Path, metavar="FILE")
@@ -938,26 +1050,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="with --paper: the base model of the paper's rows (sd-v1-4, sd-v2, sdxl-base)")
     p.set_defaults(func=cmd_report)
+    _verbosity_everywhere(parser)
     return parser
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one ``-h`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``selma-bench: error: <message>`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} -h`)\n")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="only errors on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="tracebacks and library logs")
+
+
+def _verbosity_everywhere(parser: argparse.ArgumentParser) -> None:
+    """-q and -v also after the subcommand (a subcommand's default leaves the top-level value alone)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_verbosity(sub, default=argparse.SUPPRESS)
+                _verbosity_everywhere(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``selma-bench`` console script."""
+    """Entry point of the ``selma-bench`` console script: every failure is one line on stderr and exit
+    status 2 (``-v`` adds the traceback); nothing is left half-written by the stages.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "action", None) == "show" and not args.name:
         parser.error("suites show needs a suite name")
     logging.basicConfig(
-        level=logging.ERROR if args.quiet else logging.WARNING, format="warning: %(message)s", stream=sys.stderr
+        level=logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING,
+        format="warning: %(message)s",
+        stream=sys.stderr,
+        force=True,
     )
+    if not args.verbose:  # library notices (torchvision fallbacks, LoRA loading notes) only with -v
+        for library in ("transformers", "diffusers", "peft", "accelerate", "datasets", "huggingface_hub"):
+            logging.getLogger(library).setLevel(logging.ERROR)
     try:
         return args.func(args)
     except SelmaError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"selma-bench: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        print("selma-bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one error boundary: an unexpected failure is still one line
+        if args.verbose:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(
+            f"selma-bench: error: {type(exc).__name__}: {first} (an unexpected failure: run with -v for the "
+            "traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

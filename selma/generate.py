@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from selma import __version__
-from selma.errors import SelmaError
+from selma.io import atomic_write_json, atomic_write_text, file_digest
 from selma.prompts import PromptItem
-from selma.results.store import config_hash, make_provenance, now
+from selma.results.store import make_provenance, now
 from selma.shard import process_state
+from selma.stage import check, claim, fault_point
 
 GENERATION = "generation.json"
 METADATA = "metadata.jsonl"
@@ -55,11 +56,16 @@ class GenerationSettings:
         seed: int = 0,
         dtype: str = "float32",
     ) -> GenerationSettings:
-        """Settings for a :class:`selma.variants.Variant`: its model's defaults unless overridden."""
+        """Settings for a :class:`selma.variants.Variant`: its model's defaults unless overridden.
+
+        The model is named by its content where it is local (a directory's weights), so replacing the
+        weights at the same path never reuses images of the old ones.
+        """
+        from selma.models import model_identity
+
         spec = variant.model.spec
-        revision = getattr(variant.model, "revision", None)
         return cls(
-            model=f"{spec.name}@{revision}" if revision else spec.name,
+            model=model_identity(variant.model),
             variant=variant.key,
             steps=steps or spec.steps,
             guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,
@@ -113,18 +119,6 @@ def _record(job: Job, settings: GenerationSettings) -> dict[str, Any]:
     }
 
 
-def check_output_dir(out: Path, digest: str) -> None:
-    """Refuse an output folder made with other settings (a stale result is never reused)."""
-    marker = out / GENERATION
-    if marker.is_file():
-        previous = json.loads(marker.read_text(encoding="utf-8"))["provenance"]["config_hash"]
-        if previous != digest:
-            raise SelmaError(
-                f"{out} holds images made with other settings (hash {previous[:12]}, now {digest[:12]}); "
-                "choose another --out"
-            )
-
-
 def generate(
     prompts: Sequence[PromptItem],
     settings: GenerationSettings,
@@ -134,10 +128,13 @@ def generate(
     batch_size: int = 4,
     prompt_file: Path | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Render the images of ``prompts`` that ``out`` lacks; ``load`` returns the pipeline.
 
-    Returns counts of images rendered by this process and skipped as already present.
+    ``out`` is claimed before anything is rendered: images of other settings are never mixed in (a
+    changed setting is refused, naming it, unless ``force`` clears the folder). Returns counts of
+    images rendered by this process and skipped as already present.
     """
     import torch
     from tqdm.auto import tqdm
@@ -146,61 +143,65 @@ def generate(
     state = process_state()
     config = {"command": "generate", **asdict(settings), "prompts": [asdict(p) for p in prompts]}
     config["version"] = __version__
-    digest = config_hash(config)
-    check_output_dir(out, digest)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    existing = check(out, "image set", config, force=force)  # a changed setting is refused before any work
     jobs = plan(prompts, settings)
     batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
-    pending = [batch for batch in batches if any(not (out / job.file_name).is_file() for job in batch)]
-    missing = sum(1 for job in jobs if not (out / job.file_name).is_file())
+
+    def done(job: Job) -> bool:
+        return existing is not None and (out / job.file_name).is_file()
+
+    pending = [batch for batch in batches if not all(done(job) for job in batch)]
+    missing = sum(1 for job in jobs if not done(job))
+    if existing is not None and existing.complete and not missing:
+        return {"rendered": 0, "skipped": len(jobs), "total": len(jobs)}  # nothing to do, nothing rewritten
     rendered = 0
-    with state.split_between_processes(pending) as mine:
-        if mine:
-            pipe = load()
-            total = sum(len(batch) for batch in mine)
-            bar = tqdm(total=total, desc="generate", unit="img", disable=not (progress and state.is_main_process))
-            for batch in mine:
-                generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in batch]
-                images = pipe(
-                    prompt=[job.prompt.text for job in batch],
-                    num_inference_steps=settings.steps,
-                    guidance_scale=settings.guidance_scale,
-                    height=settings.resolution,
-                    width=settings.resolution,
-                    generator=generators,
-                ).images
-                for job, image in zip(batch, images, strict=True):
-                    if (out / job.file_name).is_file():
-                        continue  # rendered by an earlier, interrupted run
-                    tmp = out / f"{job.file_name}.part"
-                    image.save(tmp, format="PNG")
-                    tmp.replace(out / job.file_name)
-                    rendered += 1
-                bar.update(len(batch))
-            bar.close()
+    with state.split_between_processes(pending) as shared:
+        mine = list(shared)
+    pipe = load() if mine else None  # a model that fails to load leaves nothing behind
     state.wait_for_everyone()
-    if state.is_main_process:
+    claimed = claim(out, "image set", config, force=force) if state.is_main_process else None
+    state.wait_for_everyone()
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    total = sum(len(batch) for batch in mine)
+    bar = tqdm(total=total, desc="generate", unit="img", disable=not (progress and state.is_main_process and mine))
+    for batch in mine:
+        generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in batch]
+        images = pipe(
+            prompt=[job.prompt.text for job in batch],
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance_scale,
+            height=settings.resolution,
+            width=settings.resolution,
+            generator=generators,
+        ).images
+        for job, image in zip(batch, images, strict=True):
+            if (out / job.file_name).is_file():
+                continue  # rendered by an earlier, interrupted run
+            tmp = out / f"{job.file_name}.part"
+            image.save(tmp, format="PNG")
+            tmp.replace(out / job.file_name)
+            rendered += 1
+            fault_point("generate.image")
+        bar.update(len(batch))
+    bar.close()
+    state.wait_for_everyone()
+    if claimed is not None:
         write_metadata(out, jobs, settings)
         provenance = make_provenance(config, _inputs(prompt_file), seed=settings.seed, started_at=started)
-        (out / GENERATION).write_text(
-            json.dumps(
-                {"settings": asdict(settings), "n_images": len(jobs), "provenance": provenance.model_dump()}, indent=2
-            ),
-            encoding="utf-8",
+        atomic_write_json(
+            out / GENERATION,
+            {"settings": asdict(settings), "n_images": len(jobs), "provenance": provenance.model_dump()},
         )
+        claimed.finish({"n_images": len(jobs)})
     state.wait_for_everyone()
     return {"rendered": rendered, "skipped": len(jobs) - missing, "total": len(jobs)}
 
 
 def _inputs(prompt_file: Path | None) -> dict[str, str]:
-    from selma.suites.data import sha256_file
-
-    return {str(prompt_file): sha256_file(prompt_file)} if prompt_file else {}
+    return {str(prompt_file): file_digest(prompt_file)} if prompt_file else {}
 
 
 def write_metadata(out: Path, jobs: Sequence[Job], settings: GenerationSettings) -> None:
     """``metadata.jsonl`` for every image on disk, in prompt order (independent of the ranks)."""
     lines = [json.dumps(_record(job, settings)) for job in jobs if (out / job.file_name).is_file()]
-    tmp = out / f"{METADATA}.part"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(out / METADATA)
+    atomic_write_text(out / METADATA, "\n".join(lines) + "\n")

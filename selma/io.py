@@ -14,14 +14,14 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from selma.errors import DataInputError, SelmaError
 
 HASHES = "file-hashes.sqlite"
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")  # runs of characters unsafe in file names
 _SKIPPED = re.compile(r"(^\.|\.part$|\.tmp$|\.lock$)")
 
 
@@ -123,10 +123,9 @@ def content_identity(ref: str | Path) -> str:
     return str(ref)
 
 
-def safe_id(text: str) -> str:
-    """A file-name-safe form of an id: letters, digits, ``.``, ``_`` and ``-``."""
-    cleaned = _SAFE.sub("-", text).strip("-.")
-    return cleaned or "item"
+def safe_id(value: str) -> str:
+    """``value`` with every run of characters unsafe in file names replaced by ``-``."""
+    return _SAFE.sub("-", value).strip("-") or "prompt"
 
 
 def check_safe_name(name: str, what: str) -> str:
@@ -251,11 +250,83 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def first_missing(paths: Iterable[Path]) -> Path | None:
-    """The first of ``paths`` that is not a file."""
-    return next((p for p in paths if not p.is_file()), None)
+def save_state(folder: Path, state: Mapping[str, Any]) -> None:
+    """Save a nested training state (state dicts of tensors, numbers, lists) without pickle: its tensors in
+    ``tensors.safetensors``, its structure in ``structure.json``, both replaced at once.
+    """
+    from safetensors.torch import save_file
+
+    tensors: dict[str, Any] = {}
+    structure = _flatten(state, "s", tensors)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file(tensors, str(tmp / "tensors.safetensors"))
+    (tmp / "structure.json").write_text(json.dumps(structure), encoding="utf-8")
+    old = folder.with_name(f".{folder.name}.old")
+    if folder.exists():
+        folder.replace(old)
+    tmp.replace(folder)
+    if old.exists():
+        import shutil
+
+        shutil.rmtree(old)
 
 
-def sorted_unique(values: Sequence[str]) -> list[str]:
-    """Sorted distinct strings (for metadata that must not depend on set order)."""
-    return sorted(set(values))
+def load_state(folder: Path) -> dict[str, Any]:
+    """A state saved by :func:`save_state` (no code is executed: safetensors and JSON only)."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(folder / "tensors.safetensors"))
+        structure = json.loads((folder / "structure.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SelmaError(f"{folder}: not a readable training state ({str(exc)[:160]})") from None
+    return _unflatten(structure, tensors)
+
+
+def _flatten(value: Any, key: str, tensors: dict[str, Any]) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"tensor": key}
+    if isinstance(value, Mapping):
+        return {"dict": [[k, _flatten(v, f"{key}.{i}", tensors)] for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, (list, tuple)):
+        items = [_flatten(v, f"{key}.{i}", tensors) for i, v in enumerate(value)]
+        return {"tuple" if isinstance(value, tuple) else "list": items}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise SelmaError(f"cannot save a {type(value).__name__} in a training state")
+
+
+def _unflatten(node: Mapping[str, Any], tensors: Mapping[str, Any]) -> Any:
+    if "tensor" in node:
+        return tensors[node["tensor"]]
+    if "dict" in node:
+        return {k: _unflatten(v, tensors) for k, v in node["dict"]}
+    if "list" in node:
+        return [_unflatten(v, tensors) for v in node["list"]]
+    if "tuple" in node:
+        return tuple(_unflatten(v, tensors) for v in node["tuple"])
+    return node["value"]
+
+
+def canonical_safetensors(path: Path) -> None:
+    """Rewrite a safetensors file's header with sorted keys: the library writes its metadata in hash-map
+    order, which differs between processes, so identical tensors would otherwise give different bytes.
+    """
+    import struct
+
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header with spaces to 8-byte alignment
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length :])
+    os.replace(tmp, path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,24 @@ def read_board(board: Path) -> pd.DataFrame:
         raise DataInputError(
             f"missing column(s) {', '.join(missing)}", path=board, row="line 1 (header)", field=missing[0]
         )
+    for column in ("score", "ci_low", "ci_high", "n_prompts"):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = numbers.isna() & frame[column].notna() | frame[column].isna()
+        if bad.any():
+            index = int(bad.to_numpy().nonzero()[0][0])
+            raise DataInputError(
+                f"expected a number, got {frame[column].iloc[index]!r}",
+                path=board,
+                row=f"line {index + 2}",
+                field=column,
+            )
+        frame[column] = numbers
+    for column in ("by_category", "hardest_prompts"):
+        for index, value in enumerate(frame[column].fillna("")):
+            try:
+                json.loads(value or "null")
+            except json.JSONDecodeError:
+                raise DataInputError("not valid JSON", path=board, row=f"line {index + 2}", field=column) from None
     return frame
 
 
@@ -135,9 +154,11 @@ def render(board: Path, out: Path, title: str | None = None) -> dict[str, Path]:
         )
     )
     out.mkdir(parents=True, exist_ok=True)
-    table = frame[["model", "variant", "suite", "metric", "score", "ci_low", "ci_high", "n_prompts"]]
+    table = frame[["model", "variant", "suite", "metric", "score", "ci_low", "ci_high", "n_prompts"]].copy()
+    for column in ("model", "variant", "suite", "metric"):  # Markdown renders raw HTML: escape the labels
+        table[column] = table[column].astype(str).map(lambda text: html_escape(text).replace("|", "\\|"))
     (out / "leaderboard.md").write_text(
-        f"# {title or board.stem}\n\n{table.to_markdown(index=False)}\n", encoding="utf-8"
+        f"# {html_escape(title or board.stem)}\n\n{table.to_markdown(index=False)}\n", encoding="utf-8"
     )
     (out / "index.html").write_text(html, encoding="utf-8")
     return {"markdown": out / "leaderboard.md", "html": out / "index.html"}

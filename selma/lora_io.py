@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from selma.errors import SelmaError
+from selma.io import canonical_safetensors
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
@@ -24,7 +25,12 @@ def read_unet_lora(directory: Path, family: str) -> tuple[Any, dict[str, Any]]:
 
     if not (directory / LORA_FILE).is_file():
         raise SelmaError(f"{directory}: no {LORA_FILE}")
-    state, _, metadata = pipeline_class(family).lora_state_dict(str(directory), return_lora_metadata=True)
+    try:
+        state, _, metadata = pipeline_class(family).lora_state_dict(str(directory), return_lora_metadata=True)
+    except Exception as exc:  # safetensors and diffusers raise many types for a damaged file
+        raise SelmaError(
+            f"{directory / LORA_FILE}: not a readable LoRA file ({str(exc).splitlines()[0][:160]})"
+        ) from None
     unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
     if not unet_state:
         raise SelmaError(f"{directory / LORA_FILE}: holds no UNet LoRA weights")
@@ -52,6 +58,13 @@ def load_into(model: Any, state: dict[str, Any], adapter_name: str, source: Path
         raise SelmaError(f"{source}: a LoRA of another architecture (unknown layers such as {unexpected[0]})")
 
 
+def lora_metadata(config: Any) -> dict[str, Any]:
+    """A ``LoraConfig`` as metadata with every set sorted, so identical trainings write identical bytes
+    whatever ``PYTHONHASHSEED`` is.
+    """
+    return {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in config.to_dict().items()}
+
+
 def save_unet_lora(state: dict[str, Any], config: Any, directory: Path, family: str) -> Path:
     """Save a UNet LoRA as ``pytorch_lora_weights.safetensors`` with its config as metadata."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -59,6 +72,7 @@ def save_unet_lora(state: dict[str, Any], config: Any, directory: Path, family: 
         save_directory=str(directory),
         unet_lora_layers=state,
         safe_serialization=True,
-        unet_lora_adapter_metadata=config.to_dict(),
+        unet_lora_adapter_metadata=lora_metadata(config),
     )
+    canonical_safetensors(directory / LORA_FILE)
     return directory / LORA_FILE

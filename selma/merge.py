@@ -9,7 +9,7 @@ methods are peft ``add_weighted_adapter`` types. Outputs: a single LoRA file tha
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -18,10 +18,11 @@ from typing import Any
 
 from selma import __version__
 from selma.errors import SelmaError
+from selma.io import atomic_write_json, file_digest
 from selma.lora_io import LORA_FILE, load_into, read_unet_lora, save_unet_lora
-from selma.models import ResolvedModel
-from selma.results.store import config_hash, make_provenance, now
-from selma.suites.data import sha256_file
+from selma.models import ResolvedModel, model_identity
+from selma.results.store import make_provenance, now
+from selma.stage import check, claim
 
 METHODS = ("paper", "linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
 MERGE = "merge.json"
@@ -38,8 +39,12 @@ def merge_experts(
     seed: int = 0,
     svd_rank: int | None = None,
     fused_pipeline: Path | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Merge the expert LoRAs (name -> folder) into ``out/pytorch_lora_weights.safetensors``."""
+    """Merge the expert LoRAs (name -> folder) into ``out/pytorch_lora_weights.safetensors``.
+
+    ``out`` is claimed first: a merge of other experts or settings there is refused unless ``force``.
+    """
     import torch
     from diffusers import UNet2DConditionModel
     from peft import get_peft_model
@@ -58,14 +63,15 @@ def merge_experts(
     if method.startswith("dare") or method in ("ties", "magnitude_prune"):
         density = 0.5 if density is None else density
     started = now()
-    inputs = {
-        str(experts[n] / LORA_FILE): sha256_file(experts[n] / LORA_FILE)
-        for n in names
-        if (experts[n] / LORA_FILE).is_file()
-    }
+    missing = [n for n in names if not (experts[n] / LORA_FILE).is_file()]
+    if missing:
+        raise SelmaError(f"expert {missing[0]!r} has no {LORA_FILE} in {experts[missing[0]]}")
+    if density is not None and not 0 < density <= 1:
+        raise SelmaError(f"--density must be in (0, 1], got {density}")
+    inputs = {str(experts[n] / LORA_FILE): file_digest(experts[n] / LORA_FILE) for n in names}
     config = {
         "command": "merge",
-        "model": model.spec.name,
+        "model": model_identity(model),
         "experts": {n: inputs.get(str(experts[n] / LORA_FILE)) for n in names},
         "method": method,
         "weights": weights,
@@ -74,13 +80,9 @@ def merge_experts(
         "svd_rank": svd_rank,
         "version": __version__,
     }
-    digest = config_hash(config)
-    marker = out / MERGE
-    if marker.is_file():
-        done = json.loads(marker.read_text(encoding="utf-8"))
-        if done["config_hash"] == digest and (out / LORA_FILE).is_file():
-            return done
-        raise SelmaError(f"{out} holds a merge of other experts or settings; choose another --out")
+    existing = check(out, "merge", config, force=force)
+    if existing is not None and existing.complete and (out / LORA_FILE).is_file():
+        return existing.record
 
     loaded = [(name, *read_unet_lora(experts[name], model.spec.family)) for name in names]
     unet = UNet2DConditionModel.from_pretrained(model.source, subfolder="unet")
@@ -105,25 +107,24 @@ def merge_experts(
     }
     merged_config = peft_model.peft_config["merged"]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    claimed = claim(out, "merge", config, force=force)  # after the experts loaded: a failure leaves nothing
+    provenance = make_provenance(config, inputs, seed=seed, started_at=started)
+    result = {
+        "config_hash": claimed.digest,
+        "method": method,
+        "experts": names,
+        "weights": weights,
+        "rank": merged_config.r,
+        "provenance": provenance.model_dump(),
+    }
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".merge.tmp-"))
+    try:  # the LoRA appears complete or not at all
         save_unet_lora(state, merged_config, tmp, model.spec.family)
-        provenance = make_provenance(config, inputs, seed=seed, started_at=started)
-        result = {
-            "config_hash": digest,
-            "method": method,
-            "experts": names,
-            "weights": weights,
-            "rank": merged_config.r,
-            "provenance": provenance.model_dump(),
-        }
-        (tmp / MERGE).write_text(json.dumps(result, indent=2), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
+        os.replace(tmp / LORA_FILE, out / LORA_FILE)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_json(out / MERGE, result)
+    claimed.finish({k: v for k, v in result.items() if k != "provenance"})
     if fused_pipeline is not None:
         export_fused(model, out, fused_pipeline)
     return result

@@ -233,6 +233,7 @@ def meta_evaluate(
         )
         frame = frame[frame["item_id"].isin(items) & frame["t2i_model"].isin(models)]
         per_image = _image_questions(frame, path, qg, dsg_suite, gold)
+        notes.extend(_check_coverage(per_image, path, qg, models, items, dsg_suite, gold))
         variants = [(qg, "raw" if qg == "dsg" else "none")] + ([("dsg-nodep", "none")] if qg == "dsg" else [])
         for key_qg, rule in variants:
             convention = replace(dsg, dependencies=rule, missing_prompts="zero")
@@ -267,6 +268,44 @@ def meta_evaluate(
                 tifa_gold=gold.source if qg == "tifa" and gold is not None else None,
             )
     return dict(sorted(results.items())), records, notes
+
+
+def _check_coverage(
+    per_image: _ImageQuestions,
+    path: Path,
+    qg: str,
+    models: list[str],
+    items: list[str],
+    dsg_suite: Suite,
+    gold: TifaGold | None,
+) -> list[str]:
+    """Refuse an answer file that misses rated images or questions (a truncated file would otherwise give a
+    plausible, wrong correlation); a prompt no model has answers for (DSG's ``tifa160_134``) is noted.
+    """
+    expected: dict[str, int] = {}
+    if qg == "dsg":
+        for q in dsg_suite.questions:
+            expected[q.prompt_id] = expected.get(q.prompt_id, 0) + 1
+    elif qg == "tifa" and gold is not None:
+        expected = {item: len(questions) for item, questions in gold.items.items()}
+    else:
+        for (_, item), questions in per_image.questions.items():
+            expected[item] = max(expected.get(item, 0), len(questions))
+    unanswered = [item for item in items if not any((m, item) in per_image.questions for m in models)]
+    for model in models:
+        for item in items:
+            if item in unanswered:
+                continue
+            have = len(per_image.questions.get((model, item), []))
+            if have != expected.get(item, have):
+                raise DataInputError(
+                    f"answers to {have} of the {expected[item]} questions of {model}'s image of {item}: "
+                    "a truncated or incomplete answer file",
+                    path=path,
+                )
+    if unanswered:
+        return [f"{path.name}: no answers for {', '.join(unanswered)} (scored 0, as the official script does)"]
+    return []
 
 
 @dataclass(frozen=True)

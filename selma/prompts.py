@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from selma.errors import DataInputError
+from selma.io import safe_id
 from selma.suites.readers import read_jsonl
-
-SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -18,11 +16,6 @@ class PromptItem:
 
     id: str
     text: str
-
-
-def safe_id(value: str) -> str:
-    """``value`` with every run of characters unsafe in file names replaced by ``-``."""
-    return SAFE_ID.sub("-", value).strip("-") or "prompt"
 
 
 def read_prompt_file(path: Path) -> list[PromptItem]:

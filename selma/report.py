@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from selma.errors import SelmaError
+from selma.io import sha256_file
 from selma.results.schema import MetricSummary, ScoreSummary
 from selma.results.store import make_provenance, now, read_summary, write_files
 from selma.scoring.conventions import conventions as conventions_registry
-from selma.suites.data import sha256_file
 
 
 def summaries_table(summaries: list[ScoreSummary | MetricSummary]) -> pd.DataFrame:

@@ -13,14 +13,14 @@ import numpy as np
 from selma import __version__
 from selma.answers import answer_formats, detect_format
 from selma.errors import SelmaError
+from selma.io import config_hash, sha256_file
 from selma.results.schema import Provenance, ScoreSummary
-from selma.results.store import config_hash, existing_run, make_provenance, now, write_run
+from selma.results.store import existing_run, make_provenance, now, write_run
 from selma.scoring.conventions import QAConvention, resolve_convention
 from selma.scoring.matchers import make_matcher
 from selma.scoring.qa import score_questions
 from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean, bootstrap_ratio
 from selma.suites import DataLocator, load_suite
-from selma.suites.data import sha256_file
 
 
 @dataclass(frozen=True)

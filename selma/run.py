@@ -14,8 +14,8 @@ from typing import Any
 
 from selma.errors import SelmaError
 from selma.generate import GenerationSettings, generate, plan
-from selma.prompts import PromptItem, safe_id
-from selma.results.store import config_hash
+from selma.io import config_hash, safe_id
+from selma.prompts import PromptItem
 from selma.suites import DataLocator, Suite, load_suite
 from selma.variants import Variant, resolve_variant
 
@@ -66,8 +66,10 @@ class RunPlan:
 
 
 def score_dir(images_dir: Path, metric: str, checkpoints: dict[str, str], convention: str | None = None) -> Path:
-    """Where a metric's run over ``images_dir`` is written, keyed by its checkpoints and convention."""
-    key = config_hash({"checkpoints": checkpoints, "convention": convention} if convention else checkpoints)
+    """Where a metric's run over ``images_dir`` is written, keyed by its checkpoints' content and convention."""
+    from selma.score import checkpoint_identities
+
+    key = config_hash({"checkpoints": checkpoint_identities(checkpoints), "convention": convention})
     return images_dir / "scores" / f"{metric}-{key[:8]}"
 
 
@@ -96,7 +98,25 @@ def _prepare(request: RunRequest, locator: DataLocator, workdir: Path, out_root:
     metrics = request.metrics or default_metrics(suite)
     if not metrics:
         raise SelmaError(f"suite '{suite.name}' has no default metric: pass --metric (see `selma-bench metrics`)")
+    check_metrics(suite, metrics, request)
     return _Prepared(suite, prompts, variant, settings, out_root / name, metrics)
+
+
+def check_metrics(suite: Suite, metrics: tuple[str, ...], request: RunRequest) -> None:
+    """Every metric, convention and VQA model named exists, before anything is rendered or loaded."""
+    from selma.metrics import all_metrics
+    from selma.metrics.vqa import vqa_spec
+    from selma.score import default_vqa
+    from selma.scoring.conventions import resolve_convention
+
+    for metric in metrics:
+        if metric in ("dsg", "tifa"):
+            if suite.spec.scoring != metric:
+                raise SelmaError(f"metric '{metric}' needs a suite with {metric} questions; '{suite.name}' has none")
+            convention = resolve_convention(metric, request.conventions.get(metric))
+            vqa_spec(request.checkpoints.get(metric, {}).get("vqa") or default_vqa(suite, convention))
+        else:
+            all_metrics().get(metric)
 
 
 def plan_run(request: RunRequest, locator: DataLocator, *, workdir: Path, out_root: Path) -> RunPlan:

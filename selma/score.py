@@ -9,7 +9,6 @@ image of each prompt and score the answers with the same rules as ``rescore``.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from collections import defaultdict
@@ -20,10 +19,11 @@ from typing import Any
 
 from selma import __version__
 from selma.errors import DataInputError, SelmaError
+from selma.io import config_hash, inside, read_jsonl
 from selma.metrics import all_metrics
 from selma.metrics.images import image_sha256, load_rgb
 from selma.results.schema import MetricSummary, Provenance, ScoreSummary
-from selma.results.store import config_hash, existing_run, make_provenance, now, write_run
+from selma.results.store import existing_run, make_provenance, now, write_run
 from selma.scoring.conventions import QAConvention, resolve_convention
 from selma.shard import process_state, shard_map
 from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean
@@ -50,20 +50,18 @@ def find_images(folder: Path, suite: Suite) -> ImageSet:
     unmatched: list[str] = []
     metadata = folder / "metadata.jsonl"
     if metadata.is_file():
-        for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise DataInputError("not valid JSON", path=metadata, row=f"line {number}") from None
-            if "file_name" not in row:
-                raise DataInputError("missing", path=metadata, row=f"line {number}", field="file_name")
+        for row in read_jsonl(metadata, {"file_name": str}):
+            where = f"line {row['_line']}"
+            path = inside(folder, row["file_name"], path=metadata, row=where, field="file_name")
+            if not path.is_file():
+                raise DataInputError(
+                    f"no image {row['file_name']!r} in {folder}", path=metadata, row=where, field="file_name"
+                )
             prompt_id = row.get("prompt_id") if row.get("prompt_id") in ids else by_text.get(row.get("text", ""))
             if prompt_id is None:
                 unmatched.append(row["file_name"])
             else:
-                found[prompt_id].append(folder / row["file_name"])
+                found[prompt_id].append(path)
     else:
         pattern = re.compile(r"^(?P<id>.+?)(?:_(?P<k>\d+))?$")
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
@@ -136,6 +134,7 @@ def score_folder(
         "metric": metric,
         "convention": resolved.name if resolved else None,
         "checkpoints": checkpoints or {},
+        "checkpoint_identity": checkpoint_identities(checkpoints or {}),
         "images": sorted(inputs.values()),
         "seed": seed,
         "n_resamples": n_resamples,
@@ -181,7 +180,14 @@ def _score_per_image(job: _Job) -> tuple[MetricSummary, dict[str, list[dict[str,
     seed, n_resamples, label, notes = job.seed, job.n_resamples, job.label, job.notes
     device, provenance = job.device, job.provenance
     registered = all_metrics().get(metric)
-    scorer = registered.build(checkpoints, device=device)
+    try:
+        scorer = registered.build(checkpoints, device=device)
+    except (OSError, ValueError, KeyError) as exc:  # a missing, foreign or damaged checkpoint
+        given = ", ".join(f"{k}={v}" for k, v in checkpoints.items()) or "the defaults"
+        raise SelmaError(
+            f"cannot load {metric} from {given} ({str(exc).strip().splitlines()[0][:200]}); "
+            f"see `selma-bench metrics` for its checkpoint roles"
+        ) from None
     text = {p.id: p.text for p in suite.prompts}
     category = {p.id: p.category for p in suite.prompts}
     pairs = [(pid, path) for pid in prompt_ids for path in images.by_prompt[pid]]
@@ -293,6 +299,13 @@ def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]
     )
     summary = summary.model_copy(update={"kind": "score"})
     return summary, {"prompts.jsonl": scored.prompts, "questions.jsonl": scored.questions}
+
+
+def checkpoint_identities(checkpoints: dict[str, str]) -> dict[str, str]:
+    """Each checkpoint role's content identity: replacing the weights at a path gives new scores."""
+    from selma.io import content_identity
+
+    return {role: content_identity(value) for role, value in sorted(checkpoints.items())}
 
 
 def default_vqa(suite: Suite, convention: QAConvention) -> str:

@@ -1,14 +1,15 @@
 """Sharing work between processes (``accelerate launch`` on GPUs, ``torchrun`` on CPUs) through files.
 
 Work is cut into fixed chunks; each process takes whole chunks (``split_between_processes``) and
-writes its results to a scratch file; every process then reads all of them back in order. A
+writes its results (numbers and strings) to a JSON scratch file; every process then reads all of
+them back in order. A
 chunk is computed the same way whatever the number of processes, so sharded results equal
 single-process ones. No collective communication is needed.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,13 +36,14 @@ def shard_map(items: Sequence[T], chunk: int, fn: Callable[[Sequence[T]], list[R
     with state.split_between_processes(list(range(len(chunks)))) as mine:
         done = {index: fn(chunks[index]) for index in mine}
     scratch.mkdir(parents=True, exist_ok=True)
-    part = scratch / f"rank{state.process_index}.pkl"
-    part.with_suffix(".tmp").write_bytes(pickle.dumps(done))
+    part = scratch / f"rank{state.process_index}.json"  # JSON, never pickle: the folder may be shared
+    part.with_suffix(".tmp").write_text(json.dumps({str(k): v for k, v in done.items()}), encoding="utf-8")
     part.with_suffix(".tmp").replace(part)
     state.wait_for_everyone()
     merged: dict[int, list[R]] = {}
     for rank in range(state.num_processes):
-        merged.update(pickle.loads((scratch / f"rank{rank}.pkl").read_bytes()))
+        text = (scratch / f"rank{rank}.json").read_text(encoding="utf-8")
+        merged.update({int(k): v for k, v in json.loads(text).items()})
     state.wait_for_everyone()
     if state.is_main_process:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -81,6 +81,45 @@ def read_marker(output: Path, folder: bool = True) -> dict[str, Any] | None:
     return data
 
 
+def check(
+    output: Path,
+    kind: str,
+    config: Mapping[str, Any],
+    *,
+    force: bool = False,
+    resumable: Iterable[str] = (),
+    folder: bool = True,
+) -> Claim | None:
+    """What :func:`claim` would find, without creating anything: the existing claim of the same
+    configuration, or ``None`` for a fresh (or, with ``force``, replaceable) output; another
+    configuration, or an output selma-bench did not write, is refused.
+    """
+    config = dict(config)
+    loose = set(resumable)
+    digest = _digest(config, loose)
+    previous = read_marker(output, folder)
+    if previous is not None and previous["config_hash"] != digest:
+        if force:
+            return None
+        changed = describe_differences(
+            {k: v for k, v in previous.get("config", {}).items() if k not in loose},
+            {k: v for k, v in config.items() if k not in loose},
+        )
+        raise SelmaError(
+            f"{output} holds a {previous.get('kind', kind)} made with other settings ({changed}); "
+            "choose another output or pass --force to replace it"
+        )
+    if previous is None:
+        if folder and output.exists() and not output.is_dir():
+            raise SelmaError(f"{output} is a file; the output must be a folder")
+        foreign = output.is_dir() and any(p.name != MARKER for p in output.iterdir()) if folder else output.is_file()
+        if foreign and not force:
+            raise SelmaError(f"{output} exists and was not written by selma-bench; choose another output")
+        return None
+    complete, record = bool(previous.get("complete")), dict(previous.get("record") or {})
+    return Claim(output, kind, config, digest, complete, folder, record)
+
+
 def claim(
     output: Path,
     kind: str,
@@ -93,39 +132,19 @@ def claim(
     """Claim ``output`` (a folder, or a file when ``folder`` is false) for a stage of ``kind`` configured by
     ``config`` (see the module docstring).
     """
-    config = dict(config)
-    loose = set(resumable)
-    digest = config_hash({k: v for k, v in config.items() if k not in loose})
-    previous = read_marker(output, folder)
-    if previous is not None and previous["config_hash"] != digest:
-        if not force:
-            changed = describe_differences(
-                {k: v for k, v in previous.get("config", {}).items() if k not in loose},
-                {k: v for k, v in config.items() if k not in loose},
-            )
-            raise SelmaError(
-                f"{output} holds a {previous.get('kind', kind)} made with other settings ({changed}); "
-                "choose another output or pass --force to replace it"
-            )
+    existing = check(output, kind, config, force=force, resumable=resumable, folder=folder)
+    if existing is not None:
+        return existing
+    if output.exists() or marker_path(output, folder).exists():
         _clear(output, folder)
-        previous = None
-    if previous is None:
-        if output.is_dir() and any(p.name != MARKER for p in output.iterdir()):
-            if not force:
-                raise SelmaError(f"{output} exists and was not written by selma-bench; choose another output")
-            _clear(output, folder)
-        elif output.is_file() and not force:
-            raise SelmaError(f"{output} exists and was not written by selma-bench; choose another output")
-        elif output.is_file():
-            output.unlink()
-        if folder and output.exists() and not output.is_dir():
-            raise SelmaError(f"{output} is a file; the output must be a folder")
-        (output if folder else output.parent).mkdir(parents=True, exist_ok=True)
-        fresh = Claim(output, kind, config, digest, complete=False, folder=folder)
-        _write(fresh)
-        return fresh
-    complete, record = bool(previous.get("complete")), dict(previous.get("record") or {})
-    return Claim(output, kind, config, digest, complete, folder, record)
+    (output if folder else output.parent).mkdir(parents=True, exist_ok=True)
+    fresh = Claim(output, kind, dict(config), _digest(config, set(resumable)), False, folder)
+    _write(fresh)
+    return fresh
+
+
+def _digest(config: Mapping[str, Any], loose: set[str]) -> str:
+    return config_hash({k: v for k, v in config.items() if k not in loose})
 
 
 def _clear(output: Path, folder: bool) -> None:
@@ -134,3 +153,25 @@ def _clear(output: Path, folder: bool) -> None:
         shutil.rmtree(output)
     elif output.exists():
         output.unlink()
+
+
+FAULT_ENV = "SELMA_BENCH_KILL_AT"
+
+
+def fault_point(name: str) -> None:
+    """A place where the fault-injection tests may kill the process: ``$SELMA_BENCH_KILL_AT=name:n`` sends
+    SIGKILL to this process the n-th time ``name`` is passed. Costs one environment lookup otherwise.
+    """
+    import os
+
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted or not wanted.startswith(f"{name}:"):
+        return
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    if _fault_counts[name] >= int(wanted.rsplit(":", 1)[1]):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_fault_counts: dict[str, int] = {}

@@ -21,10 +21,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from selma.errors import DataInputError
+from selma.errors import DataInputError, SelmaError
 from selma.train import TrainConfig
 
 _TRAIN_FIELDS = set(TrainConfig.__dataclass_fields__)
+_POSITIVE_TRAIN = {
+    "rank",
+    "alpha",
+    "learning_rate",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "max_train_steps",
+    "checkpointing_steps",
+    "resolution",
+}
 
 
 class DatagenSection(BaseModel):
@@ -98,12 +108,45 @@ class StudyConfig(BaseModel):
     paper: str | None = Field(None, description="the paper table this study reproduces (leaderboards/)")
     compute: str = Field("", description="a human estimate of the compute, shown by `reproduce --list`")
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        from selma.io import check_safe_name
+
+        try:
+            return check_safe_name(value, "study name")
+        except SelmaError as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("train")
     @classmethod
     def _train_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from pydantic import TypeAdapter
+
         unknown = set(value) - _TRAIN_FIELDS
         if unknown:
             raise ValueError(f"unknown training setting {sorted(unknown)[0]!r}")
+        try:
+            TypeAdapter(TrainConfig).validate_python(value)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, error['loc']))}: {error['msg']}, got {error['input']!r}") from None
+        positive = [k for k, v in value.items() if k in _POSITIVE_TRAIN and (v is None or v <= 0)]
+        if positive:
+            raise ValueError(f"{positive[0]}: expected a positive number, got {value[positive[0]]!r}")
+        return value
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _checkpoint_roles(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        from selma.metrics.vqa import vqa_spec
+
+        for metric, roles in value.items():
+            if "vqa" in roles:
+                try:
+                    vqa_spec(roles["vqa"])
+                except SelmaError as exc:
+                    raise ValueError(f"{metric}.vqa: {exc}") from None
         return value
 
     @field_validator("skills")
@@ -228,7 +271,7 @@ def _kinds(study: StudyConfig) -> dict[str, set[str | None]]:
 
 def image_dir(out: Path, ref: str, skill: str, base_model: str) -> Path:
     """Where the training images of ``skill`` rendered by model ``ref`` go."""
-    from selma.prompts import safe_id
+    from selma.io import safe_id
 
     return out / ("images" if ref == base_model else f"images-{safe_id(ref)}") / skill
 
@@ -421,6 +464,23 @@ def _suite_metric(suite: str) -> str | None:
     return suite_registry().get(suite).scoring
 
 
+def _lora_is_current(study: StudyConfig, lora: Path, variant: str) -> bool:
+    """Whether a variant's LoRA is complete for this study's settings (a changed number of steps is not)."""
+    from selma.stage import read_marker
+
+    marker = read_marker(lora)
+    if marker is None or not marker.get("complete"):
+        return False
+    if variant.startswith("merged"):
+        return True
+    if marker.get("record", {}).get("steps", 0) < study.train_config().max_train_steps:
+        return False
+    return (
+        study.lora_step is None
+        or (lora / f"checkpoint-{study.lora_step}" / "pytorch_lora_weights.safetensors").is_file()
+    )
+
+
 def plan_study(study: StudyConfig, out: Path, locator: Any) -> list[dict[str, Any]]:
     """One row per (variant, suite) cell: whether its LoRA exists and what its run would do."""
     from dataclasses import asdict
@@ -433,9 +493,7 @@ def plan_study(study: StudyConfig, out: Path, locator: Any) -> list[dict[str, An
     rows = []
     for request in _requests(study):
         lora = variant_dir(out / "work", model, request.variant)
-        if lora is not None and study.lora_step is not None and not request.variant.startswith("merged"):
-            lora = lora / f"checkpoint-{study.lora_step}"
-        built = lora is None or (lora / "pytorch_lora_weights.safetensors").is_file()
+        built = lora is None or _lora_is_current(study, lora, request.variant)
         row: dict[str, Any] = {"variant": request.variant, "suite": request.suite, "lora_built": built}
         if built:
             row["run"] = asdict(plan_run(request, locator, workdir=out / "work", out_root=out / "runs"))

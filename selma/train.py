@@ -14,6 +14,7 @@ stored as adapter metadata.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -23,11 +24,13 @@ from typing import Any
 
 from selma import __version__
 from selma.errors import SelmaError
+from selma.io import atomic_write_json, sha256_file
+from selma.lora_io import LORA_FILE, pipeline_class, save_unet_lora
 from selma.models import ResolvedModel
-from selma.results.store import config_hash, make_provenance, now
-from selma.train_data import load_image_text_dataset, prepare_image
+from selma.results.store import make_provenance, now
+from selma.stage import check, claim, fault_point
+from selma.train_data import data_identity, decode_image, load_image_text_dataset, prepare_image
 
-LORA_FILE = "pytorch_lora_weights.safetensors"
 TRAINING = "training.json"
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 
@@ -65,6 +68,8 @@ class TrainConfig:
 
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE = ("max_train_steps", "checkpointing_steps", "checkpoints_total_limit")
+MANIFEST = "manifest.json"  # each checkpoint's files and their sha256, checked before a resume loads them
+LOSSES = "losses.json"
 
 
 def effective_config(model: ResolvedModel, config: TrainConfig) -> TrainConfig:
@@ -79,13 +84,20 @@ def effective_config(model: ResolvedModel, config: TrainConfig) -> TrainConfig:
 
 
 def _identity(model: ResolvedModel, data: list[str], config: TrainConfig) -> dict[str, Any]:
+    """What determines the weights: the model's and the data's content, and the settings (those that may
+    change on resumption apart, under ``schedule``).
+    """
+    from selma.io import content_identity
+    from selma.models import model_identity
+
     settings = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE}
+    if config.vae:
+        settings["vae"] = content_identity(config.vae)
     return {
-        "model": model.spec.name,
-        "source": model.source,
-        "revision": model.revision,
-        "data": data,
+        "model": model_identity(model),
+        "data": [data_identity(source) for source in data],
         "config": settings,
+        "schedule": {k: getattr(config, k) for k in _RESUMABLE},
         "version": __version__,
     }
 
@@ -105,10 +117,12 @@ def train_lora(
     resume: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train a LoRA on ``data`` (image folders or ``datasets`` sources) into ``out``.
 
-    A finished run with the same settings is not repeated; one with other settings is refused.
+    ``out`` is claimed before any work: a finished run with the same settings is not repeated, and
+    one with other settings (or a resume with changed settings) is refused unless ``force``.
     """
     import torch
     from accelerate import Accelerator
@@ -120,16 +134,15 @@ def train_lora(
     from tqdm.auto import tqdm
 
     started = now()
+    if resume not in (None, "latest") and not Path(resume).is_dir():
+        raise SelmaError(f"--resume {resume}: no such checkpoint folder (give 'latest' or a checkpoint-N folder)")
     config = effective_config(model, config)
     identity = _identity(model, data, config)
-    digest = config_hash(identity)
-    previous = _read_training(out)
-    if previous is not None:
-        if previous["config_hash"] != digest:
-            raise SelmaError(f"{out} holds a LoRA trained with other settings; choose another --out")
-        if previous["steps"] >= config.max_train_steps and (out / LORA_FILE).is_file():
-            return previous
-    if resume is None and latest_checkpoint(out) is not None:
+    existing = check(out, "LoRA", identity, force=force, resumable=["schedule"])  # refused before any work
+    finished = existing is not None and existing.complete and (out / LORA_FILE).is_file()
+    if finished and existing.record.get("steps", 0) >= config.max_train_steps:
+        return existing.record
+    if existing is not None and resume is None and latest_checkpoint(out) is not None:
         raise SelmaError(f"{out} has checkpoints of an unfinished run: pass --resume latest, or choose another --out")
 
     cuda = torch.cuda.is_available() and device != "cpu"
@@ -193,16 +206,21 @@ def train_lora(
     )
     _register_hooks(accelerator, unet, lora_config, sdxl)
     unet, optimizer, loader, lr_scheduler = accelerator.prepare(unet, optimizer, loader, lr_scheduler)
+    # claimed once the model and the data have loaded: a failure up to here leaves nothing behind
+    claimed = claim(out, "LoRA", identity, force=force, resumable=["schedule"])
 
     updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     global_step, first_epoch, skip = 0, 0, 0
+    losses: list[float] = []
     if resume is not None:
         checkpoint = latest_checkpoint(out) if resume == "latest" else Path(resume)
         if checkpoint is not None:
+            verify_checkpoint(checkpoint)
             accelerator.load_state(str(checkpoint))
             global_step = int(checkpoint.name.split("-")[1])
             first_epoch = global_step // updates_per_epoch
             skip = (global_step % updates_per_epoch) * config.gradient_accumulation_steps
+            losses = json.loads((checkpoint / LOSSES).read_text(encoding="utf-8"))[:global_step]
 
     bar = tqdm(
         total=config.max_train_steps,
@@ -210,27 +228,33 @@ def train_lora(
         desc=f"train {out.name}",
         disable=not (progress and accelerator.is_main_process),
     )
-    losses: list[float] = list(previous["losses"][:global_step]) if previous and global_step else []
     epochs = math.ceil(config.max_train_steps / updates_per_epoch)
     for epoch in range(first_epoch, epochs):
         unet.train()
-        batches = accelerator.skip_first_batches(loader, skip) if epoch == first_epoch and skip else loader
-        if hasattr(loader, "set_epoch"):
+        if hasattr(loader, "set_epoch"):  # before skipping: the skipped loader shuffles with this epoch's order
             loader.set_epoch(epoch)
-        accumulated = 0.0
+        batches = accelerator.skip_first_batches(loader, skip) if epoch == first_epoch and skip else loader
+        accumulated, micro = 0.0, 0
         for indices in batches:
             with accelerator.accumulate(unet):
-                flips = (torch.rand(len(indices)) < 0.5).tolist() if config.random_flip else [False] * len(indices)
+                # every random draw of a micro-batch comes from (seed, step, micro-batch, process): a resumed
+                # run draws exactly what an uninterrupted one would, wherever it was interrupted
+                rng = torch.Generator().manual_seed(
+                    _step_seed(config.seed, global_step, micro, accelerator.process_index)
+                )
+                micro += 1
+                n = len(indices)
+                flips = (torch.rand(n, generator=rng) < 0.5).tolist() if config.random_flip else [False] * n
                 if cache is not None:
-                    latents, hidden, pooled, time_ids = cache.batch(indices, flips)
+                    latents, hidden, pooled, time_ids = cache.batch(indices, flips, rng)
                 else:
                     latents, hidden, pooled, time_ids = _encode_batch(
-                        dataset, indices, flips, vae, encoder, resolution, weight_dtype
+                        dataset, indices, flips, vae, encoder, resolution, weight_dtype, rng
                     )
-                noise = torch.randn_like(latents)
+                noise = torch.randn(latents.shape, generator=rng, dtype=latents.dtype).to(latents.device)
                 timesteps = torch.randint(
-                    0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=latents.device
-                ).long()
+                    0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=rng
+                ).to(latents.device)
                 noisy = noise_scheduler.add_noise(latents, noise, timesteps)
                 if noise_scheduler.config.prediction_type == "v_prediction":
                     target = noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -251,12 +275,13 @@ def train_lora(
             if accelerator.sync_gradients:
                 global_step += 1
                 losses.append(accumulated)
-                accumulated = 0.0
+                accumulated, micro = 0.0, 0
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 if global_step % config.checkpointing_steps == 0 and accelerator.is_main_process:
                     _prune_checkpoints(out, config.checkpoints_total_limit)
-                    _save_checkpoint(accelerator, out, global_step)
+                    _save_checkpoint(accelerator, out, global_step, losses)
+                fault_point("train.step")
                 if global_step >= config.max_train_steps:
                     break
         if global_step >= config.max_train_steps:
@@ -268,7 +293,7 @@ def train_lora(
         _save_lora(accelerator.unwrap_model(unet), out, sdxl)
         provenance = make_provenance(identity, {}, seed=config.seed, started_at=started)
         result = {
-            "config_hash": digest,
+            "config_hash": claimed.digest,
             "steps": global_step,
             "model": model.spec.name,
             "family": model.spec.family,
@@ -278,23 +303,46 @@ def train_lora(
             "train_config": asdict(config),
             "provenance": provenance.model_dump(),
         }
-        (out / TRAINING).write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+        atomic_write_json(out / TRAINING, result)
+        claimed.finish({k: v for k, v in result.items() if k != "provenance"})
     accelerator.end_training()
     return result
 
 
-def _read_training(out: Path) -> dict[str, Any] | None:
-    path = out / TRAINING
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+def _save_checkpoint(accelerator: Any, out: Path, step: int, losses: list[float]) -> None:
+    """Save ``checkpoint-<step>`` atomically (a run killed while saving leaves no half-written checkpoint),
+    with the losses so far and a manifest of its files' sha256.
+    """
+    from accelerate.utils import set_seed
 
-
-def _save_checkpoint(accelerator: Any, out: Path, step: int) -> None:
-    """Save ``checkpoint-<step>`` atomically: a run killed while saving leaves no half-written checkpoint."""
     tmp = out / f".checkpoint-{step}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
+    # training draws nothing from the global generators; seeding them by step makes the saved RNG states
+    # (and so the checkpoint's bytes) the same in a resumed run as in an uninterrupted one
+    set_seed(int(hashlib.sha256(f"checkpoint\0{step}".encode()).hexdigest()[:8], 16))
     accelerator.save_state(str(tmp))
+    (tmp / LOSSES).write_text(json.dumps(losses), encoding="utf-8")
+    manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
     tmp.replace(out / f"checkpoint-{step}")
+
+
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Refuse a checkpoint whose files changed since they were saved (accelerate unpickles some of them)."""
+    if not checkpoint.is_dir():
+        raise SelmaError(f"{checkpoint}: no such checkpoint folder")
+    manifest_path = checkpoint / MANIFEST
+    if not manifest_path.is_file():
+        raise SelmaError(f"{checkpoint}: no {MANIFEST}; it was not saved by selma-bench and is not loaded")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    present = {p.name for p in checkpoint.iterdir() if p.is_file() and p.name != MANIFEST}
+    for name in sorted(present | set(manifest)):
+        if name not in manifest or name not in present or sha256_file(checkpoint / name) != manifest[name]:
+            raise SelmaError(
+                f"{checkpoint / name}: changed, added or removed since the checkpoint was saved; "
+                "refusing to load it (train again without --resume, or restore the file)"
+            )
 
 
 def _prune_checkpoints(out: Path, limit: int | None) -> None:
@@ -371,6 +419,11 @@ def _time_ids(prepared: Any, resolution: int) -> list[int]:
     return [*prepared.original_size, *prepared.crop_top_left, resolution, resolution]
 
 
+def _step_seed(seed: int, step: int, micro: int, process: int) -> int:
+    digest = hashlib.sha256(f"{seed}\0{step}\0{micro}\0{process}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 def _encode_batch(
     dataset: Any,
     indices: list[int],
@@ -379,14 +432,19 @@ def _encode_batch(
     encoder: _TextEncoder,
     resolution: int,
     dtype: Any,
+    rng: Any,
 ) -> tuple[Any, Any, Any, Any]:
     import torch
 
     rows = [dataset[i] for i in indices]
-    prepared = [prepare_image(row["image"], resolution) for row in rows]
+    prepared = [prepare_image(decode_image(row["image"]), resolution) for row in rows]
     pixels = torch.stack([p.pixels.flip(-1) if f else p.pixels for p, f in zip(prepared, flips, strict=True)])
     with torch.no_grad():
-        latents = vae.encode(pixels.to(vae.device, dtype=vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
+        dist = vae.encode(pixels.to(vae.device, dtype=vae.dtype)).latent_dist
+        sample = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=rng, dtype=dist.mean.dtype).to(
+            dist.mean.device
+        )
+        latents = sample * vae.config.scaling_factor
         latents = latents.to(dtype)
     hidden, pooled = encoder([row["text"] for row in rows])
     time_ids = torch.tensor([_time_ids(p, resolution) for p in prepared], device=latents.device, dtype=hidden.dtype)
@@ -404,7 +462,7 @@ class _Cache:
         with torch.no_grad():
             for i in range(len(dataset)):
                 row = dataset[i]
-                prepared = prepare_image(row["image"], resolution)
+                prepared = prepare_image(decode_image(row["image"]), resolution)
                 pixels = torch.stack([prepared.pixels, prepared.pixels.flip(-1)]).to(vae.device, dtype=vae.dtype)
                 dist = vae.encode(pixels).latent_dist
                 hidden, pooled = encoder([row["text"]])
@@ -418,34 +476,23 @@ class _Cache:
                     )
                 )
 
-    def batch(self, indices: list[int], flips: list[bool]) -> tuple[Any, Any, Any, Any]:
+    def batch(self, indices: list[int], flips: list[bool], rng: Any) -> tuple[Any, Any, Any, Any]:
         import torch
 
         means = torch.stack([self.items[i][0][int(f)] for i, f in zip(indices, flips, strict=True)])
         stds = torch.stack([self.items[i][1][int(f)] for i, f in zip(indices, flips, strict=True)])
-        latents = ((means + stds * torch.randn_like(means)) * self.vae.config.scaling_factor).to(self.dtype)
+        draw = torch.randn(means.shape, generator=rng, dtype=means.dtype).to(means.device)
+        latents = ((means + stds * draw) * self.vae.config.scaling_factor).to(self.dtype)
         hidden = torch.stack([self.items[i][2] for i in indices])
         pooled = None if self.items[0][3] is None else torch.stack([self.items[i][3] for i in indices])
         time_ids = torch.tensor([self.items[i][4] for i in indices], device=latents.device, dtype=hidden.dtype)
         return latents, hidden, pooled, time_ids
 
 
-def _pipeline_class(sdxl: bool) -> Any:
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    return StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
-
-
 def _save_lora(unet: Any, directory: Path, sdxl: bool) -> None:
     from peft.utils import get_peft_model_state_dict
 
-    directory.mkdir(parents=True, exist_ok=True)
-    _pipeline_class(sdxl).save_lora_weights(
-        save_directory=str(directory),
-        unet_lora_layers=get_peft_model_state_dict(unet),
-        safe_serialization=True,
-        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
-    )
+    save_unet_lora(get_peft_model_state_dict(unet), unet.peft_config["default"], directory, "sdxl" if sdxl else "sd1")
 
 
 def _register_hooks(accelerator: Any, unet: Any, lora_config: Any, sdxl: bool) -> None:
@@ -465,7 +512,7 @@ def _register_hooks(accelerator: Any, unet: Any, lora_config: Any, sdxl: bool) -
     def load_hook(models: list[Any], input_dir: str) -> None:
         while models:
             model = accelerator.unwrap_model(models.pop())
-            state, _ = _pipeline_class(sdxl).lora_state_dict(input_dir)
+            state, _ = pipeline_class("sdxl" if sdxl else "sd1").lora_state_dict(input_dir)
             state = {k.replace("unet.", "", 1): v for k, v in state.items() if k.startswith("unet.")}
             incompatible = set_peft_model_state_dict(
                 model, convert_unet_state_dict_to_peft(state), adapter_name="default"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from selma.errors import DataInputError, SelmaError
+from selma.io import inside, read_jsonl
 
 
 def load_image_text_dataset(
@@ -28,12 +29,11 @@ def load_image_text_dataset(
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            if not (path / "metadata.jsonl").is_file() and not (path / "metadata.csv").is_file():
-                raise DataInputError(
-                    "image folder without metadata.jsonl (file_name, text): make it with `selma-bench generate`",
-                    path=path,
-                )
-            data = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+            check_image_folder(path, image_column=image_column, caption_column=caption_column)
+            try:
+                data = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+            except Exception as exc:  # datasets raises many types for a damaged folder
+                raise DataInputError(f"not a readable imagefolder ({str(exc)[:200]})", path=path) from None
         else:
             try:
                 data = datasets.load_dataset(source, split="train")
@@ -55,7 +55,54 @@ def load_image_text_dataset(
         raise SelmaError(f"training data {', '.join(sources)} is empty")
     if limit is not None:
         combined = combined.select(range(min(limit, len(combined))))
-    return combined
+    # decoded by `decode_image`, which names the file of a broken image
+    return combined.cast_column("image", datasets.Image(decode=False))
+
+
+def check_image_folder(folder: Path, *, image_column: str = "image", caption_column: str = "text") -> None:
+    """An imagefolder's ``metadata.jsonl``: every line an object with a file name inside the folder (an
+    existing, readable image) and a caption; errors name the file, line and field.
+    """
+    from PIL import Image
+
+    metadata = folder / "metadata.jsonl"
+    if not metadata.is_file():
+        if (folder / "metadata.csv").is_file():
+            return
+        raise DataInputError(
+            "image folder without metadata.jsonl (file_name, text): make it with `selma-bench generate`", path=folder
+        )
+    rows = read_jsonl(metadata, {"file_name": str, caption_column: str})
+    if not rows:
+        raise DataInputError("no images listed", path=metadata)
+    for row in rows:
+        where = f"line {row['_line']}"
+        image = inside(folder, row["file_name"], path=metadata, row=where, field="file_name")
+        try:
+            with Image.open(image) as opened:
+                opened.verify()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataInputError(
+                f"{image}: not a readable image ({exc})", path=metadata, row=where, field="file_name"
+            ) from None
+
+
+def decode_image(value: Any) -> Any:
+    """An 8-bit RGB image from a training row's undecoded image (a path, or bytes from a ``datasets`` source)."""
+    import io
+
+    from PIL import Image
+
+    from selma.metrics.images import load_rgb
+
+    if isinstance(value, dict) and value.get("bytes"):
+        try:
+            with Image.open(io.BytesIO(value["bytes"])) as image:
+                return image.convert("RGB")
+        except (OSError, SyntaxError) as exc:
+            raise DataInputError(f"not a readable image ({exc})", path=value.get("path") or "training data") from None
+    path = value.get("path") if isinstance(value, dict) else value
+    return load_rgb(Path(path))
 
 
 @dataclass(frozen=True)
@@ -84,3 +131,18 @@ def prepare_image(image: Any, resolution: int, crop_top_left: tuple[int, int] | 
     image = image.crop((left, top, left + resolution, top + resolution))
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return Prepared(torch.from_numpy(array).permute(2, 0, 1).contiguous(), original, crop_top_left)
+
+
+def data_identity(source: str) -> str:
+    """What a training source contains: an imagefolder's ``metadata.jsonl`` and the images it lists (by
+    content; other files such as provenance records do not count), else the source's content identity.
+    """
+    from selma.io import config_hash, content_identity, file_digest
+
+    folder = Path(source)
+    metadata = folder / "metadata.jsonl"
+    if not metadata.is_file():
+        return content_identity(source)
+    names = sorted({row["file_name"] for row in read_jsonl(metadata, {"file_name": str})})
+    files = [[name, file_digest(inside(folder, name, path=metadata, field="file_name"))] for name in names]
+    return "imagefolder:" + config_hash({"metadata": file_digest(metadata), "files": files})[:32]

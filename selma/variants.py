@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from selma.errors import SelmaError
+from selma.io import file_digest, safe_id
 from selma.lora_io import LORA_FILE
 from selma.models import ResolvedModel, resolve_model
-from selma.prompts import safe_id
-from selma.suites.data import sha256_file
 
 VARIANT = re.compile(r"^(?P<kind>base|expert|multi|merged|gt|w2s)(?::(?P<arg>[A-Za-z0-9._-]+))?$")
 _NEEDS_ARG = {"expert", "gt", "w2s"}
@@ -64,7 +63,7 @@ class Variant:
         """The variant and the hash of its LoRA file: what generation caches are keyed by."""
         if self.lora is None:
             return self.name
-        return f"{self.name}@{sha256_file(self.lora / LORA_FILE)[:16]}"
+        return f"{self.name}@{file_digest(self.lora / LORA_FILE)[:16]}"
 
     def load(self, *, device: str = "cpu", dtype: str | None = None) -> Any:
         """The pipeline of this variant, the LoRA loaded with plain diffusers ``load_lora_weights``."""

@@ -21,6 +21,7 @@ from selma.datagen.skills import (
     selma_skills,
 )
 from selma.errors import DataInputError, SelmaError
+from selma.stage import marker_path
 from selma.suites import DataLocator
 
 SELMA_JSON = json.loads((DATA / "selma" / "prompt_generation.json").read_text())
@@ -182,10 +183,15 @@ def test_interrupted_generation_resumes_to_the_same_prompts(skills: dict[str, An
     rounds = [json.loads(line)["request"] for line in lines]
     assert rounds[-1] > 0 and rounds[-1] == rounds[-2]
     (tmp_path / "cut.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # killed inside a later round
+    marker = json.loads(marker_path(tmp_path / "whole.jsonl", folder=False).read_text())
+    marker_path(tmp_path / "cut.jsonl", folder=False).write_text(json.dumps({**marker, "complete": False}))
     generate_prompts(chosen, 60, OfflineBackend(), tmp_path / "cut.jsonl", seed=1, progress=False)
     assert (tmp_path / "cut.jsonl").read_text().splitlines() == lines
-    with pytest.raises(SelmaError, match="other skills, backend or seed"):
+    with pytest.raises(SelmaError, match=r"made with other settings \(seed: 1 -> 2\)"):
         generate_prompts(chosen, 60, OfflineBackend(), tmp_path / "cut.jsonl", seed=2, progress=False)
+    assert (tmp_path / "cut.jsonl").read_text().splitlines() == lines  # nothing was touched
+    generate_prompts(chosen, 5, OfflineBackend(), tmp_path / "cut.jsonl", seed=2, progress=False, force=True)
+    assert len((tmp_path / "cut.jsonl").read_text().splitlines()) == 5
 
 
 def test_unusable_completions_stop_with_a_message(skills: dict[str, Any], tmp_path: Path) -> None:

@@ -49,7 +49,9 @@ def _tiny_config(steps: int) -> WorldTrainConfig:
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(out / "state.pt", weights_only=False)
+    from selma.io import load_state
+
+    state = load_state(out / "state")
     return {
         **{f"unet.{k}": v for k, v in state["unet"].items()},
         **{f"ema.{i}": v for i, v in enumerate(state["ema"]["shadow_params"])},
@@ -68,6 +70,7 @@ def test_world_training_is_deterministic_and_resumes_exactly(tmp_path: Path) -> 
     assert all(torch.equal(a[k], c[k]) for k in a)
     steps = [json.loads(line)["step"] for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 3]
+    assert sorted(p.name for p in (tmp_path / "c" / "state").iterdir()) == ["structure.json", "tensors.safetensors"]
     with pytest.raises(SelmaError, match="other settings"):
         train_world_model(WorldTrainConfig(architecture="weak", steps=3, batch_size=8), tmp_path / "a", progress=False)
 

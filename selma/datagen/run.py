@@ -27,8 +27,10 @@ from selma import __version__
 from selma.datagen.backends import Backend
 from selma.datagen.icl import build_request, parse_completion
 from selma.datagen.skills import Skill
-from selma.errors import DataInputError, SelmaError
-from selma.results.store import config_hash, make_provenance, now
+from selma.errors import SelmaError
+from selma.io import atomic_write_json, read_jsonl
+from selma.results.store import make_provenance, now
+from selma.stage import claim, fault_point
 
 
 @dataclass(frozen=True)
@@ -63,20 +65,12 @@ def _request_seed(seed: int, skill: str, request: int, k: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+PROMPT_FIELDS = {"id": str, "text": str, "skill": str, "request": int}
+
+
 def _read_existing(out: Path) -> list[dict[str, Any]]:
-    rows = []
-    if out.is_file():
-        for number, line in enumerate(out.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise DataInputError(
-                    "not valid JSON (a damaged prompt file?)", path=out, row=f"line {number}"
-                ) from None
-            rows.append(row)
-    return rows
+    """The prompts already accepted, validated (a damaged file is an error naming the line and field)."""
+    return read_jsonl(out, PROMPT_FIELDS) if out.is_file() else []
 
 
 def generate_prompts(
@@ -89,8 +83,13 @@ def generate_prompts(
     settings: GenerationSettings | None = None,
     max_rounds: int | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, int]:
-    """Write ``n`` accepted prompts per skill to ``out`` (JSONL ``{id, text, skill, request}``)."""
+    """Write ``n`` accepted prompts per skill to ``out`` (JSONL ``{id, text, skill, request}``).
+
+    ``out`` is claimed first: a file made with other skills, backend, settings or seed is refused
+    (``force`` starts it afresh); the same settings with a larger ``n`` continue it.
+    """
     from tqdm.auto import tqdm
 
     settings = settings or GenerationSettings()
@@ -104,12 +103,8 @@ def generate_prompts(
         "settings": asdict(settings),
         "version": __version__,
     }
-    digest = config_hash({k: v for k, v in config.items() if k != "n"})
-    sidecar = out.with_name(out.name + ".provenance.json")
-    if sidecar.is_file() and json.loads(sidecar.read_text(encoding="utf-8"))["config_hash"] != digest:
-        raise SelmaError(f"{out} was made with other skills, backend or seed; choose another --out")
+    claimed = claim(out, "prompt file", config, force=force, resumable=["n"], folder=False)
     existing = _read_existing(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     rouge = RougeFilter(settings.rouge_threshold)
     max_rounds = max_rounds or max(20, 4 * n)
     counts: dict[str, int] = {}
@@ -148,11 +143,14 @@ def generate_prompts(
                         mine.append(row)
                         accepted += 1
                         bar.update(1)
+                        fault_point("datagen.prompt")
                 request += 1
             bar.close()
             counts[skill.name] = accepted
     provenance = make_provenance(config, {}, seed=seed, started_at=started)
-    sidecar.write_text(
-        json.dumps({"config_hash": digest, "provenance": provenance.model_dump()}, indent=2), encoding="utf-8"
+    atomic_write_json(
+        out.with_name(out.name + ".provenance.json"),
+        {"config_hash": claimed.digest, "provenance": provenance.model_dump()},
     )
+    claimed.finish({"counts": counts})
     return counts

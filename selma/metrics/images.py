@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -32,5 +31,7 @@ def load_rgb(path: Path) -> Any:
 
 
 def image_sha256(path: Path) -> str:
-    """sha256 of an image file's bytes (the key of answer and score caches)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of an image file's bytes (the key of answer and score caches), remembered for unchanged files."""
+    from selma.io import file_digest
+
+    return file_digest(path)

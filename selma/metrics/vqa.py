@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from selma.errors import SelmaError
+from selma.io import content_identity
 from selma.metrics.base import batched
 from selma.registry import Registry
 
@@ -206,7 +207,7 @@ class VQAModel:
         try:
             self.processor = AutoProcessor.from_pretrained(self.checkpoint)
             self.model = self._model_class().from_pretrained(self.checkpoint).to(device).eval()
-        except OSError as exc:
+        except (OSError, ValueError, TypeError, KeyError) as exc:  # missing, or not a model of this family
             raise SelmaError(
                 f"cannot load VQA model {spec.name!r} from {self.checkpoint!r} ({str(exc).splitlines()[0][:160]}); "
                 "give a local directory with --vqa-model PATH (or --checkpoint model=PATH)"
@@ -218,7 +219,9 @@ class VQAModel:
         )
         if self.decoder_only:
             self.processor.tokenizer.padding_side = "left"
-        self.model_key = json.dumps({"model": self.checkpoint, "spec": asdict(spec)}, sort_keys=True, default=str)
+        # the model is named by its content, so two local checkpoints never share answers
+        identity = content_identity(self.checkpoint)
+        self.model_key = json.dumps({"model": identity, "spec": asdict(spec)}, sort_keys=True, default=str)
         self.calls = 0  # model batches run (the cache makes re-runs free)
 
     def _model_class(self) -> Any:

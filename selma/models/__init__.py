@@ -93,8 +93,7 @@ def resolve_model(ref: str) -> ResolvedModel:
 
 @cache
 def _packaged(spec: ModelSpec) -> ResolvedModel:
-    from selma.results.store import config_hash  # here: the parity environment has no pydantic
-    from selma.suites.data import sha256_file
+    from selma.io import config_hash, sha256_file
 
     assert spec.packaged is not None
     source = Path(__file__).parents[1] / spec.packaged
@@ -103,6 +102,19 @@ def _packaged(spec: ModelSpec) -> ResolvedModel:
     weights = sorted(source.glob("*/*.safetensors"))
     revision = config_hash({str(p.relative_to(source)): sha256_file(p) for p in weights})[:12]
     return ResolvedModel(spec, str(source), revision)
+
+
+def model_identity(model: ResolvedModel) -> str:
+    """What a resolved model is: its registry name for a published model, ``name@revision`` for a packaged
+    one, the digest of its files for a local directory (never its path).
+    """
+    if model.revision:
+        return f"{model.spec.name}@{model.revision}"
+    if Path(model.source).is_dir():
+        from selma.io import content_identity
+
+        return content_identity(model.source)
+    return model.spec.name
 
 
 def _read_json(path: Path) -> dict[str, Any]:

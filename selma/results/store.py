@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -19,15 +18,10 @@ from pydantic import BaseModel, ValidationError
 
 from selma import __version__
 from selma.errors import DataInputError, SelmaError
+from selma.io import config_hash, make_readable
 from selma.results.schema import MetricSummary, Provenance, ScoreSummary
 
 SUMMARY = "summary.json"
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``config``."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def git_revision() -> str | None:
@@ -77,7 +71,13 @@ def read_summary(run_dir: str | Path) -> ScoreSummary | MetricSummary:
     if not path.is_file():
         raise SelmaError(f"{run_dir}: not a run directory (no {SUMMARY})")
     text = path.read_text(encoding="utf-8")
-    model = MetricSummary if json.loads(text).get("kind") == "metric" else ScoreSummary
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataInputError(f"not valid JSON ({exc.msg}, line {exc.lineno}): a damaged run", path=path) from None
+    if not isinstance(data, dict):
+        raise DataInputError("expected a JSON object", path=path)
+    model = MetricSummary if data.get("kind") == "metric" else ScoreSummary
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:
@@ -120,6 +120,7 @@ def write_files(out: Path, build: Callable[[Path], None]) -> Path:
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    make_readable(tmp)
     try:
         build(tmp)
         if out.exists():

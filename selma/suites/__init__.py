@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+from selma.errors import SelmaError
 from selma.registry import Registry
 from selma.suites.data import DataLocator, sha256_file
 from selma.suites.loaders import loaders
@@ -48,6 +49,12 @@ def load_suite(name: str, locator: DataLocator, need: Iterable[str] = ()) -> Sui
     allowed); optional files are read when they are already on disk.
     """
     spec = suite_registry().get(name)
+    unknown = sorted(set(locator.overrides) - set(spec.files))
+    if unknown:
+        roles = ", ".join(spec.files) or "none: its prompts are generated"
+        raise SelmaError(
+            f"--file {unknown[0]}=...: suite '{name}' has no file role {unknown[0]!r} (its roles: {roles})"
+        )
     need = set(need)
     files: dict[str, Path] = {}
     for role, file in spec.files.items():

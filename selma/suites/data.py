@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.error
@@ -14,21 +13,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from selma.errors import DataNotFoundError, SelmaError
+from selma.io import sha256_file
 from selma.suites.spec import DataFile
 
 DATA_ENV = "SELMA_BENCH_DATA"
 CACHE_ENV = "SELMA_BENCH_CACHE"
 OFFLINE_ENV = "SELMA_BENCH_OFFLINE"
 MIRROR_ENV = "SELMA_BENCH_MIRROR"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _truthy(value: str | None) -> bool:

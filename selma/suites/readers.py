@@ -21,6 +21,8 @@ def read_table(path: Path, required: Iterable[str], *, sep: str = ",") -> pd.Dat
 
     Rows keep their file line number in the ``_line`` column (header = line 1).
     """
+    if not Path(path).is_file():
+        raise DataInputError("no such file" if not Path(path).exists() else "not a file", path=path)
     try:
         frame = pd.read_csv(
             path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL, encoding="utf-8"

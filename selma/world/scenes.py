@@ -164,3 +164,63 @@ def render(spec: Spec, rng: random.Random) -> Any:
         else:
             draw.polygon([(x + (size - 1) / 2, y), (x, y + size - 1), (x + size - 1, y + size - 1)], fill=color)
     return image
+
+
+@dataclass(frozen=True)
+class CaptionNoise:
+    """How incompletely a training caption describes its image, as alt-text does (the image is always the
+    whole scene). Each rate is a probability per caption (per object for ``color_dropped``).
+    """
+
+    count_omitted: float = 0.0
+    """A count left out: "red circles" for three red circles."""
+    count_vague: float = 0.0
+    """A count made vague: "some red circles"."""
+    color_dropped: float = 0.0
+    """An object's colour left out: "a circle"."""
+    object_omitted: float = 0.0
+    """A two-kind scene described by its first kind only."""
+    relation_stated: float = 1.0
+    """How often a spatial scene's relation is said (otherwise: "a red circle and a blue square")."""
+
+    @property
+    def complete(self) -> bool:
+        """Whether every caption describes its image completely."""
+        return self == CaptionNoise()
+
+
+def noisy_caption(spec: Spec, noise: CaptionNoise, rng: random.Random) -> str:
+    """A caption of ``spec`` as incomplete as ``noise`` draws it, in the spec's phrasing style (the complete
+    caption when there is no noise).
+    """
+    if noise.complete:
+        return spec.caption()
+    stated = True
+
+    def kind(thing: Thing, n: int) -> str:
+        nonlocal stated
+        color = "" if rng.random() < noise.color_dropped else f"{thing.color} "
+        if n == 1:
+            return f"a {color}{thing.shape}"
+        draw = rng.random()
+        if draw < noise.count_omitted + noise.count_vague:
+            stated = False
+            return f"{color}{thing.shape}s" if draw < noise.count_omitted else f"some {color}{thing.shape}s"
+        return f"{NUMBERS[n]} {color}{thing.shape}s"
+
+    parts = list(spec.items)
+    if len(parts) == 2 and rng.random() < noise.object_omitted:
+        parts = parts[:1]
+    phrases = [kind(thing, n) for thing, n in parts]
+    style = spec.style % 4
+    if len(phrases) == 1:
+        (only,) = phrases
+        if spec.skill == "count" and stated:
+            return [only, f"exactly {only}", f"a picture of {only}", f"{only} on black"][style]
+        return [only, f"a picture of {only}"][style % 2]
+    a, b = phrases
+    if spec.relation and rng.random() < noise.relation_stated:
+        return f"{a} {spec.relation} {b}"
+    if spec.skill == "count_binding":
+        return [f"{a} and {b}", f"{b} and {a}", f"{a} with {b}", f"{b} next to {a}"][style]
+    return [f"{a} and {b}", f"{a} with {b}", f"a picture of {a} and {b}", f"{a} together with {b}"][style]

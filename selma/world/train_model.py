@@ -16,16 +16,17 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from selma.errors import SelmaError
-from selma.world.scenes import SKILLS, Spec, render, sample_spec
+from selma.io import load_state, save_state
+from selma.world.scenes import SKILLS, CaptionNoise, Spec, noisy_caption, render, sample_spec
 
 TRAIN_SKILLS = ("object", *SKILLS)
 TRAIN_WEIGHTS = (0.25, *(0.75 / len(SKILLS),) * len(SKILLS))
-STATE_FILE = "state.pt"
+STATE_DIR = "state"  # safetensors + JSON (never a pickle: a planted file cannot run code)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class WorldTrainConfig:
     eval_every: int = 1000
     eval_per_skill: int = 32
     checkpoint_every: int = 500
+    caption_noise: CaptionNoise = field(default_factory=CaptionNoise)
+    """How incompletely training captions describe their images (none: every caption complete)."""
+    skill_weights: tuple[float, ...] = TRAIN_WEIGHTS
+    """Share of each of ``TRAIN_SKILLS`` (object, count, binding, spatial, count_binding) in a batch."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +61,21 @@ class SamplingSettings:
     batch_size: int = 64
 
 
-def training_batch(step: int, seed: int, size: int) -> list[tuple[Spec, Any]]:
-    """The (spec, rendered image) pairs of one training step: a function of (seed, step) only."""
+def training_batch(
+    step: int,
+    seed: int,
+    size: int,
+    noise: CaptionNoise | None = None,
+    weights: tuple[float, ...] = TRAIN_WEIGHTS,
+) -> list[tuple[Spec, Any, str]]:
+    """The (spec, rendered image, caption) triples of one training step: a function of (seed, step) only."""
     rng = random.Random(f"world-train:{seed}:{step}")
+    captions = random.Random(f"world-captions:{seed}:{step}")
     batch = []
     for _ in range(size):
-        spec = sample_spec(rng.choices(TRAIN_SKILLS, TRAIN_WEIGHTS)[0], rng, held_out=True)
-        batch.append((spec, render(spec, rng)))
+        spec = sample_spec(rng.choices(TRAIN_SKILLS, weights)[0], rng, held_out=True)
+        image = render(spec, rng)
+        batch.append((spec, image, noisy_caption(spec, noise or CaptionNoise(), captions)))
     return batch
 
 
@@ -101,11 +114,14 @@ def train_world_model(
         torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "config.json"
+    wanted = json.loads(json.dumps(asdict(config)))
     if settings.is_file():  # more steps may be asked of a finished run (the learning rate is constant)
         old = {k: v for k, v in json.loads(settings.read_text(encoding="utf-8")).items() if k != "steps"}
-        if old != {k: v for k, v in asdict(config).items() if k != "steps"}:
+        old.setdefault("caption_noise", asdict(CaptionNoise()))
+        old.setdefault("skill_weights", list(TRAIN_WEIGHTS))
+        if old != {k: v for k, v in wanted.items() if k != "steps"}:
             raise SelmaError(f"{out} holds a world model trained with other settings; choose another --out")
-    settings.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+    settings.write_text(json.dumps(wanted, indent=2), encoding="utf-8")
     if command:
         with (out / "commands.txt").open("a", encoding="utf-8") as handle:
             handle.write(command + "\n")
@@ -119,9 +135,9 @@ def train_world_model(
     ema = EMAModel(params, decay=config.ema_decay)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     step = 0
-    state_path = out / STATE_FILE
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+    state_path = out / STATE_DIR
+    if state_path.is_dir():
+        state = load_state(state_path)
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
         optimizer.load_state_dict(state["optimizer"])
@@ -137,16 +153,16 @@ def train_world_model(
     unet.train()
     text_encoder.train()
     while step < config.steps:
-        batch = training_batch(step, config.seed, config.batch_size)
+        batch = training_batch(step, config.seed, config.batch_size, config.caption_noise, config.skill_weights)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        captions = [spec.caption() for spec, _ in batch]
+        captions = [caption for _, _, caption in batch]
         ids = tokenizer(
             captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
         ).input_ids
         drop = torch.rand(len(batch), generator=generator) < config.caption_dropout
         ids[drop] = empty.input_ids[0]
         with torch.no_grad():
-            latents = vae.encode(_pixels([image for _, image in batch])).latent_dist.mode()
+            latents = vae.encode(_pixels([image for _, image, _ in batch])).latent_dist.mode()
         noise = torch.randn(latents.shape, generator=generator)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(batch),), generator=generator)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
@@ -163,8 +179,8 @@ def train_world_model(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % config.checkpoint_every == 0 or step == config.steps:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save(
+            save_state(
+                state_path,
                 {
                     "unet": unet.state_dict(),
                     "text_encoder": text_encoder.state_dict(),
@@ -173,9 +189,7 @@ def train_world_model(
                     "ema": ema.state_dict(),
                     "step": step,
                 },
-                tmp,
             )
-            tmp.replace(state_path)
         if step % config.eval_every == 0 or step == config.steps:
             record = _evaluate_and_export(pipe, ema, params, out, step, config, loss.item(), started)
             log(json.dumps(record))
