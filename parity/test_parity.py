@@ -10,7 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-PROMPTS = ["a red cat sitting on a wooden table", "Two  DOGS playing in the snow &amp;amp; rain", "a lighthouse at night"]
+PROMPTS = [
+    "a red cat sitting on a wooden table",
+    "Two  DOGS playing in the snow &amp;amp; rain",  # open_clip's cleaning: whitespace, HTML entities, case
+    "a lighthouse at night",
+]
 
 
 def _images() -> list[Image.Image]:
