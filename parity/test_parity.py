@@ -39,7 +39,7 @@ def test_imagereward_matches_the_official_model(
     from ImageReward.ImageReward import ImageReward
     from transformers import BertTokenizer
 
-    from selma.metrics.imagereward import build_imagereward
+    from selma.harness.metrics.imagereward import build_imagereward
 
     def local_tokenizer():
         tokenizer = BertTokenizer.from_pretrained(str(bert_vocab))
@@ -98,7 +98,7 @@ def test_hps_matches_the_official_model(tmp_path: Path, version: str) -> None:
     import hpsv2
     from hpsv2.src.open_clip import create_model_and_transforms, factory, get_tokenizer
 
-    from selma.metrics.clip_scores import build_hps_v2, build_hps_v21
+    from selma.harness.metrics.clip_scores import build_hps_v2, build_hps_v21
     from selma.models.tokenizer import write_clip_vocab_from_bpe
 
     config = {

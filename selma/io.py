@@ -14,7 +14,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,6 @@ _memos: dict[Path, _HashMemo] = {}
 
 def file_digest(path: str | Path) -> str:
     """The sha256 of a file's bytes, computed once per (path, size, mtime, inode)."""
-    from selma.suites.data import default_cache_dir
-
     location = default_cache_dir() / HASHES
     memo = _memos.setdefault(location, _HashMemo(location))
     return memo.digest(Path(path))
@@ -158,9 +156,39 @@ def atomic_write_text(path: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def write_folder(out: Path, build: Callable[[Path], None]) -> Path:
+    """Let ``build`` fill a temporary sibling folder, then put it at ``out`` in one step (replacing what was
+    there), so a failure leaves neither a partial folder nor a damaged earlier one.
+    """
+    import shutil
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    make_readable(tmp)
+    try:
+        build(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def atomic_write_json(path: Path, value: Any) -> None:
     """Write ``value`` as indented JSON with sorted keys, atomically."""
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+CACHE_ENV = "SELMA_BENCH_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$SELMA_BENCH_CACHE``, else ``$XDG_CACHE_HOME/selma-bench``, else ``~/.cache/selma-bench``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "selma-bench"
 
 
 def _umask() -> int:
@@ -174,10 +202,14 @@ def make_readable(folder: Path) -> None:
     os.chmod(folder, 0o777 & ~_umask())
 
 
-def read_jsonl(path: Path, required: Mapping[str, type | tuple[type, ...]] | None = None) -> list[dict[str, Any]]:
-    """The objects of a JSON-lines file; a bad line is an error naming the file, line and field.
+def read_jsonl(
+    path: Path, required: Mapping[str, type | tuple[type, ...]] | None = None, *, allow_empty: bool = True
+) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file, each with its line number as ``_line``; blank lines are skipped, and a
+    bad line is an error naming the file, line and field.
 
-    ``required`` maps field names to the types their values must have.
+    ``required`` maps field names to the types their values must have; without ``allow_empty`` a file
+    with no object is an error.
     """
     rows = []
     try:
@@ -202,6 +234,8 @@ def read_jsonl(path: Path, required: Mapping[str, type | tuple[type, ...]] | Non
                 )
         row["_line"] = number
         rows.append(row)
+    if not rows and not allow_empty:
+        raise DataInputError("the file is empty", path=path)
     return rows
 
 

@@ -17,13 +17,13 @@ train) are recorded but not compared.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from selma.errors import SelmaError
-from selma.io import atomic_write_json, config_hash, describe_differences
+from selma.io import atomic_write_json, config_hash, describe_differences, write_folder
 
 MARKER = ".selma-stage.json"
 
@@ -145,6 +145,40 @@ def claim(
 
 def _digest(config: Mapping[str, Any], loose: set[str]) -> str:
     return config_hash({k: v for k, v in config.items() if k not in loose})
+
+
+def complete_marker(
+    folder: Path, kind: str, config: Mapping[str, Any], record: Mapping[str, Any] | None = None
+) -> None:
+    """Write a complete marker into a folder being built (for outputs written all at once)."""
+    _write(Claim(folder, kind, dict(config), _digest(config, set()), True, True, dict(record or {})))
+
+
+def replace_output(out: Path, kind: str, config: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
+    """Write a derived output folder (a report, a table) all at once: ``build`` fills a temporary folder that
+    then replaces ``out``. An earlier output of selma-bench is replaced whatever its settings (it is
+    derived from files that stay); a folder selma-bench did not write is refused, never deleted.
+    """
+    if out.exists() and not out.is_dir():
+        raise SelmaError(f"{out} is a file; the output must be a folder")
+    if out.is_dir() and read_marker(out) is None and any(out.iterdir()):
+        raise SelmaError(f"{out} exists and was not written by selma-bench; choose another output")
+
+    def marked(tmp: Path) -> None:
+        build(tmp)
+        complete_marker(tmp, kind, config)
+
+    return write_folder(out, marked)
+
+
+def ensure_output(out: Path, kind: str, config: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
+    """A derived folder that is cheap to rebuild (rendered ground truth): kept when it was completed with
+    ``config``, else rebuilt all at once by :func:`replace_output`.
+    """
+    marker = read_marker(out) if out.is_dir() else None
+    if marker is not None and marker.get("complete") and marker["config_hash"] == _digest(config, set()):
+        return out
+    return replace_output(out, kind, config, build)
 
 
 def _clear(output: Path, folder: bool) -> None:

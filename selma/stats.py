@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -65,6 +66,27 @@ def bootstrap_ratio(
     ratios = num[picks].sum(axis=1)[totals > 0] / totals[totals > 0]
     low, high = np.percentile(ratios, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
     return Interval(value, float(low), float(high))
+
+
+def group_intervals(
+    records: Iterable[Mapping[str, Any]],
+    key: str,
+    value: str,
+    *,
+    seed: int,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    scale: float = 1.0,
+    missing: str | None = None,
+) -> dict[str, Interval]:
+    """The mean of ``value`` (times ``scale``) per group of ``key``, with its bootstrap interval, groups in
+    first-seen order; records without a ``key`` go to group ``missing``, or are left out when it is ``None``.
+    """
+    groups: dict[str, list[float]] = {}
+    for record in records:
+        group = record.get(key) or missing
+        if group is not None:
+            groups.setdefault(group, []).append(scale * record[value])
+    return {k: bootstrap_mean(v, seed=seed, n_resamples=n_resamples) for k, v in groups.items()}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from selma.suites import DataLocator
+from selma.harness.suites import DataLocator
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SELMA_BENCH_DATA") or REPO.parent / "shared" / "data")
@@ -56,7 +56,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny CLIPModel (open_clip-shaped config) with a local processor."""
-    from selma.metrics.tiny import save_tiny_clip
+    from selma.harness.metrics.tiny import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("clip"))
 
@@ -64,7 +64,7 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny BlipForQuestionAnswering with its processor and a local BERT vocabulary."""
-    from selma.metrics.tiny import save_tiny_blip_vqa
+    from selma.harness.metrics.tiny import save_tiny_blip_vqa
 
     return save_tiny_blip_vqa(tmp_path_factory.mktemp("blip"))
 
@@ -72,6 +72,6 @@ def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny LLaVA (CLIP vision tower, Llama decoder) with a chat template."""
-    from selma.metrics.tiny import save_tiny_llava
+    from selma.harness.metrics.tiny import save_tiny_llava
 
     return save_tiny_llava(tmp_path_factory.mktemp("llava"))

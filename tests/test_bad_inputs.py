@@ -76,9 +76,9 @@ def _truncated_answers(w: Path) -> None:
 
 
 def _prompt_file(w: Path, *, junk: bool = False, seed: int = 0) -> None:
-    from selma.datagen.backends import WorldWriter
-    from selma.datagen.run import generate_prompts
-    from selma.datagen.skills import world_skills
+    from selma.recipe.datagen.backends import WorldWriter
+    from selma.recipe.datagen.loop import generate_prompts
+    from selma.recipe.datagen.skills import world_skills
 
     generate_prompts([world_skills()["world_count"]], 1, WorldWriter(), w / "p.jsonl", seed=seed, progress=False)
     if junk:
@@ -163,7 +163,7 @@ CASES = [
     Case(
         "score-unknown-metric",
         ["score", "--suite", "drawbench", "--images", "{w}/imgs", "--metric", "clipscore"],
-        "unknown metric 'clipscore'",
+        "invalid choice: 'clipscore'",
         _image_folder,
     ),
     Case(
@@ -373,12 +373,12 @@ CASES = [
     Case(
         "run-unknown-vqa-before-rendering",
         ["run", "--suite", "dsg", "--model", "tiny-sd1", "--limit", "1", "--vqa", "nosuch", "--out", "{w}/runs"],
-        "unknown VQA model 'nosuch'",
+        "invalid choice: 'nosuch'",
     ),
     Case(
         "run-unknown-metric-before-rendering",
         ["run", "--suite", "drawbench", "--model", "tiny-sd1", "--metric", "clip", "--out", "{w}/runs"],
-        "unknown metric 'clip'",
+        "invalid choice: 'clip'",
     ),
 ]
 

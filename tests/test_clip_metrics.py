@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from selma.metrics.base import metrics
-from selma.metrics.clip_scores import build_hps_v21, build_pickscore
-from selma.metrics.open_clip_convert import convert_open_clip_state_dict
-from selma.metrics.tiny import TINY_OPEN_CLIP
+from selma.harness.metrics.base import metrics
+from selma.harness.metrics.clip_scores import build_hps_v21, build_pickscore
+from selma.harness.metrics.open_clip_convert import convert_open_clip_state_dict
+from selma.harness.metrics.tiny import TINY_OPEN_CLIP
 
 
 def _images() -> list[Any]:
@@ -121,7 +121,7 @@ def test_bad_inputs_to_a_scorer(tiny_clip: Path) -> None:
 
 def test_image_modes_become_8_bit_rgb(tmp_path: Path) -> None:
     from selma.errors import DataInputError
-    from selma.metrics.images import load_rgb
+    from selma.harness.metrics.images import load_rgb
 
     gray = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     Image.fromarray(gray).save(tmp_path / "i16.png")
@@ -137,7 +137,7 @@ def test_image_modes_become_8_bit_rgb(tmp_path: Path) -> None:
 
 
 def test_hps_image_transform_is_resize_max_size_with_zero_padding() -> None:
-    from selma.metrics.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, resize_max_size_pixels
+    from selma.harness.metrics.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, resize_max_size_pixels
 
     image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 60, 3), dtype=np.uint8))  # 60 x 30
     pixels = resize_max_size_pixels([image], 20)[0]
@@ -154,7 +154,7 @@ def test_hps_image_transform_is_resize_max_size_with_zero_padding() -> None:
 
 
 def test_hps_text_is_cleaned_as_open_clip_does() -> None:
-    from selma.metrics.preprocess import open_clip_clean
+    from selma.harness.metrics.preprocess import open_clip_clean
 
     assert open_clip_clean("  Two  DOGS\n playing &amp;amp; rain ") == "Two DOGS playing & rain"
     assert open_clip_clean("caf\u00c3\u00a9 au lait") == "caf\u00e9 au lait"  # ftfy repairs mojibake

@@ -11,11 +11,11 @@ import pytest
 from conftest import ANSWERS, DATA
 
 from selma.cli import main
-from selma.compare import compare_runs
 from selma.errors import SelmaError
-from selma.report import write_report
-from selma.rescore import RescoreRequest, rescore
-from selma.suites import DataLocator
+from selma.harness.rescore import RescoreRequest, rescore
+from selma.harness.suites import DataLocator
+from selma.reporting.compare import compare_runs
+from selma.reporting.report import write_report
 
 
 @pytest.fixture

@@ -10,19 +10,19 @@ from typing import Any, ClassVar
 import pytest
 from conftest import DATA
 
-from selma.datagen.backends import OfflineBackend, OpenAIBackend, TransformersBackend
-from selma.datagen.icl import build_request, parse_completion
-from selma.datagen.run import RougeFilter, generate_prompts
-from selma.datagen.skills import (
+from selma.errors import DataInputError, SelmaError
+from selma.harness.suites import DataLocator
+from selma.recipe.datagen.backends import OfflineBackend, OpenAIBackend, TransformersBackend
+from selma.recipe.datagen.icl import build_request, parse_completion
+from selma.recipe.datagen.loop import RougeFilter, generate_prompts
+from selma.recipe.datagen.skills import (
     SELMA_SKILLS,
     extract_prompt_generation,
     load_skills,
     resolve_skills,
     selma_skills,
 )
-from selma.errors import DataInputError, SelmaError
 from selma.stage import marker_path
-from selma.suites import DataLocator
 
 SELMA_JSON = json.loads((DATA / "selma" / "prompt_generation.json").read_text())
 

@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from selma.demo import DemoConfig, run_demo
+from selma.orchestration.demo import DemoConfig, run_demo
 
 SMALL = DemoConfig(
     skills=("world_count", "world_spatial"),
@@ -39,6 +40,8 @@ def test_demo_runs_the_study_in_the_world_deterministically(tmp_path: Path) -> N
         "merged:paper",
         "gt:world",
         "w2s:shapes-weak",
+        "multi+verified",
+        "multi+g8",
     ]
     assert {r["skill"] for r in rows} == {"count", "binding", "spatial", "count_binding", "all"}
     for row in rows:
@@ -49,6 +52,20 @@ def test_demo_runs_the_study_in_the_world_deterministically(tmp_path: Path) -> N
     assert all(r["delta"] != "" for r in rows if r["variant"] != "base")
     markdown = reports["per_skill.md"].read_text()
     assert "| merged:paper |" in markdown and "paired bootstrap" in markdown
+    claims = _table(reports["claims.csv"])
+    assert {c["verdict"] for c in claims} <= {"holds", "reversed", "not shown"}
+    assert any(c["variant"] == "gt:world" and c["reference"] == "base" for c in claims)
+    assert any(c["variant"] == "multi+verified" and c["reference"] == "multi" for c in claims)
+    assert "| the trainer teaches: ground truth (gt:world) improves the base model |" in markdown
+    with Image.open(reports["grid.png"]) as grid:  # 9 variants x 8 prompts (2 per skill)
+        assert grid.height > 9 * 96 and grid.width > 8 * 96
+    study = json.loads((tmp_path / "a" / "study.json").read_text())
+    (selection,) = study["selection"]["summary"]
+    assert selection["variant"] == "multi" and selection["steps"] == [1, 2, 3]  # checkpoints every 3 // 2 steps
+    assert study["selection"]["validation_suite"] == "shapes-val"
+    kept = tmp_path / "a" / "filtered" / "verified" / "shapes-base" / "world_count" / ".selma-stage.json"
+    verified = json.loads(kept.read_text())
+    assert 0 < verified["record"]["n_kept"] <= verified["record"]["n_images"] == 8
 
     work = tmp_path / "a" / "work" / "shapes-base"
     w2s = json.loads((work / "w2s-shapes-weak" / "training.json").read_text())

@@ -194,7 +194,7 @@ def test_the_answer_cache_never_mixes_two_local_checkpoints(tiny_blip: Path, tmp
     import torch
     from transformers import BlipForQuestionAnswering
 
-    from selma.metrics.vqa import AnswerCache, VQAModel, vqa_models
+    from selma.harness.metrics.vqa import AnswerCache, VQAModel, vqa_models
 
     other = tmp_path / "other-blip"
     shutil.copytree(tiny_blip, other)
@@ -219,8 +219,8 @@ def test_the_answer_cache_never_mixes_two_local_checkpoints(tiny_blip: Path, tmp
 
 
 def test_replaced_weights_at_the_same_path_are_never_reused(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    from selma.run import RunRequest, plan_run
-    from selma.suites import DataLocator
+    from selma.harness.suites import DataLocator
+    from selma.orchestration.pipeline import RunRequest, plan_run
 
     local = tmp_path / "model"
     shutil.copytree(tiny_models["tiny-sd1"], local)
@@ -254,7 +254,7 @@ def test_the_package_never_unpickles() -> None:
 def test_lora_metadata_is_sorted() -> None:
     from peft import LoraConfig
 
-    from selma.lora_io import lora_metadata
+    from selma.recipe.lora_io import lora_metadata
 
     config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_v", "to_q", "to_out.0", "to_k"])
     assert isinstance(config.to_dict()["target_modules"], set)  # what made the bytes depend on the hash seed

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from selma.metrics.imagereward import MEAN, STD, build_imagereward, configs
+from selma.harness.metrics.imagereward import MEAN, STD, build_imagereward, configs
 
 MED = {
     "vocab_size": 14,
@@ -47,7 +47,7 @@ def _official_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> dict[str, str]:
-    from selma.metrics.imagereward import _torch_modules
+    from selma.harness.metrics.imagereward import _torch_modules
 
     (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     (tmp_path / "med_config.json").write_text(json.dumps({**MED, "vocab_size": 5 + len(WORDS) + 2}))
@@ -72,7 +72,7 @@ def test_reward_convention_and_35_token_limit(checkpoint: dict[str, str]) -> Non
     images = [Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)) for _ in range(2)]
     prompts = ["a red cat", "a dog on a red cat " * 10]
     scores = metric.score(images, prompts)
-    from selma.metrics.preprocess import clip_pixels
+    from selma.harness.metrics.preprocess import clip_pixels
 
     text = metric.tokenizer(prompts, padding="max_length", truncation=True, max_length=35, return_tensors="pt")
     assert text.input_ids.shape == (2, 35)

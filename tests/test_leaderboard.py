@@ -10,9 +10,9 @@ import pytest
 from conftest import ANSWERS
 
 from selma.cli import main
-from selma.leaderboard import add_runs, read_board, render
-from selma.rescore import RescoreRequest, rescore
-from selma.suites import DataLocator
+from selma.harness.rescore import RescoreRequest, rescore
+from selma.harness.suites import DataLocator
+from selma.reporting.leaderboard import add_runs, read_board, render
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -61,7 +61,7 @@ def test_rows_carry_scores_categories_and_provenance(board: Path) -> None:
 def test_render_markdown_and_escaped_html(board: Path, tmp_path: Path) -> None:
     written = render(board, tmp_path / "site", title="DSG-1K")
     markdown = written["markdown"].read_text()
-    assert re.search(r"\| sd2\.1 +\| pali +\| dsg +\| dsg +\| +80\.49\d* \|", markdown)
+    assert re.search(r"\| sd2\.1 +\| pali +\| dsg +\| DSG ↑ +\| +80\.49\d* \|", markdown)
     html = written["html"].read_text()
     assert "&lt;script&gt;document.title=&#34;pwned&#34;&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt; &amp; more" in html
     assert "<script>document.title" not in html and 'src="data:image/png;base64,' in html

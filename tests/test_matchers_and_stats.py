@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from selma.scoring.matchers import ExactMatcher, NormalizedTextMatcher, make_matcher, normalize_answer
+from selma.harness.scoring.matchers import ExactMatcher, NormalizedTextMatcher, make_matcher, normalize_answer
 from selma.stats import bootstrap_mean, paired_bootstrap
 
 NUMBERS = ["1", "2", "3", "4"]

@@ -11,9 +11,9 @@ from conftest import ANSWERS, DATA
 from scipy import stats
 
 from selma.errors import DataInputError
-from selma.metaeval import meta_evaluate, read_likert
-from selma.suites import DataLocator, load_suite
-from selma.suites.spec import Question
+from selma.harness.metaeval import meta_evaluate, read_likert
+from selma.harness.suites import DataLocator, load_suite
+from selma.harness.suites.spec import Question
 
 LIKERT = DATA / "dsg" / "tifa160-likert-anns.csv"
 
@@ -62,7 +62,7 @@ def test_the_readme_table_is_reproduced(meta: tuple[dict, list, list]) -> None:
 
 
 def test_rebuilt_gold_rules_hold_on_tifas_sample() -> None:
-    from selma.metaeval import rebuilt_gold
+    from selma.harness.metaeval import rebuilt_gold
 
     sample = json.loads((DATA / "tifa" / "sample_question_answers.json").read_text())
     assert len(sample) == 19 and {q["element_type"] for q in sample} >= {"counting", "color", "location"}
@@ -71,7 +71,7 @@ def test_rebuilt_gold_rules_hold_on_tifas_sample() -> None:
 
 
 def test_caption_counts() -> None:
-    from selma.metaeval import caption_count
+    from selma.harness.metaeval import caption_count
 
     assert caption_count("how many red flowers are there?", "two red flowers and three white flowers") == "2"
     assert caption_count("how many white flowers are there?", "two red flowers and three white flowers") == "3"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from selma.errors import DataInputError, SelmaError
-from selma.generate import GenerationSettings, generate, image_seed
 from selma.models import load_pipeline, model_registry, resolve_model, spec_from_directory
-from selma.prompts import PromptItem, read_prompt_file
+from selma.recipe.generate import GenerationSettings, generate, image_seed
+from selma.recipe.prompts import PromptItem, read_prompt_file
 
 PROMPTS = [PromptItem(f"p{i}", t) for i, t in enumerate(["a red cat", "two blue dogs", "a green tree on a hill"])]
 

@@ -7,10 +7,10 @@ import pytest
 from conftest import ANSWERS, DATA
 
 from selma.errors import DataInputError, SelmaError
-from selma.rescore import RescoreRequest, rescore
+from selma.harness.rescore import RescoreRequest, rescore
+from selma.harness.suites import DataLocator
+from selma.harness.suites.data import sha256_file
 from selma.results.store import read_records, read_summary
-from selma.suites import DataLocator
-from selma.suites.data import sha256_file
 
 PALI = ANSWERS / "pali17b_dsg.csv"
 TIFA_SAMPLE = DATA / "tifa" / "sample_evaluation_result.json"
@@ -218,7 +218,12 @@ def test_provenance_and_records_on_disk(locator: DataLocator, tmp_path: Path) ->
     assert prov["inputs"][str(DATA / "tifa" / "tifa_v1.0_text_inputs.json")] == sha256_file(
         DATA / "tifa" / "tifa_v1.0_text_inputs.json"
     )
-    assert sorted(p.name for p in run.iterdir()) == ["prompts.jsonl", "questions.jsonl", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        ".selma-stage.json",
+        "prompts.jsonl",
+        "questions.jsonl",
+        "summary.json",
+    ]
     assert read_summary(run).score == pytest.approx(81.25)
 
 
@@ -228,7 +233,7 @@ def test_identical_rerun_is_reused_and_changed_setting_is_not(locator: DataLocat
     assert not first.cached and again.cached and again.run_dir == first.run_dir
     other = rescore(RescoreRequest("tifa", TIFA_SAMPLE, matcher="normalized", seed=1), locator)
     assert not other.cached and other.run_dir != first.run_dir
-    with pytest.raises(SelmaError, match="another configuration"):
+    with pytest.raises(SelmaError, match=r"holds a run made with other settings \(seed: 0 -> 2\)"):
         rescore(RescoreRequest("tifa", TIFA_SAMPLE, matcher="normalized", seed=2), locator, out=first.run_dir)
     forced = rescore(
         RescoreRequest("tifa", TIFA_SAMPLE, matcher="normalized", seed=2), locator, out=first.run_dir, force=True

@@ -42,7 +42,7 @@ def test_run_generates_scores_and_reuses(
     assert first["generated"] == {"rendered": 6, "skipped": 0, "total": 6}
     summary = first["summaries"][0]
     assert summary["metric"] == "pickscore" and summary["n_images"] == 6 and summary["n_prompts"] == 3
-    assert Path(first["dir"], "table.md").read_text().startswith("### pickscore")
+    assert Path(first["dir"], "table.md").read_text().startswith("### PickScore ↑")
     assert main([*args, "--dry-run", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["images_cached"] == 6 and again["metrics"]["pickscore"] == {"model_calls": 0, "cached": True}
@@ -75,7 +75,7 @@ def test_run_dsg_with_a_vqa_model(
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "images: 2 rendered, 0 reused" in out and "### dsg" in out
+    assert "images: 2 rendered, 0 reused" in out and "### DSG ↑" in out
 
 
 def test_run_needs_a_metric_for_suites_without_questions(

@@ -9,10 +9,10 @@ from conftest import DATA
 from PIL import Image
 
 from selma.errors import DataInputError, SelmaError
-from selma.metrics.tiny import TINY_OPEN_CLIP
+from selma.harness.metrics.tiny import TINY_OPEN_CLIP
+from selma.harness.score import find_images, score_folder
+from selma.harness.suites import DataLocator, load_suite
 from selma.results.store import read_records
-from selma.score import find_images, score_folder
-from selma.suites import DataLocator, load_suite
 
 
 def _write(folder: Path, name: str, mode: str = "RGB", seed: int = 0) -> Path:
@@ -79,7 +79,7 @@ def test_hps_on_a_folder_from_the_cli(
     from selma.cli import main
 
     torch.save(_to_open_clip(CLIPModel.from_pretrained(tiny_clip)), tmp_path / "hps.pt")
-    monkeypatch.setattr("selma.metrics.open_clip_convert.VIT_H_14", TINY_OPEN_CLIP)
+    monkeypatch.setattr("selma.harness.metrics.open_clip_convert.VIT_H_14", TINY_OPEN_CLIP)
     code = main(
         [
             "score",

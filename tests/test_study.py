@@ -13,9 +13,9 @@ import yaml
 from conftest import DATA
 
 from selma.errors import DataInputError
-from selma.paper import paper_configs
-from selma.study import load_study, plan_study, run_study
-from selma.suites import DataLocator
+from selma.harness.suites import DataLocator
+from selma.orchestration.study import StudyConfig, load_study, plan_study, run_study
+from selma.reporting.paper import paper_configs
 
 BASE = {
     "name": "tiny",
@@ -100,7 +100,7 @@ def test_paper_configs_load_and_dry_run(name: str, tmp_path: Path, locator: Data
 
 def test_training_defaults_are_selmas_scripts() -> None:
     from selma.models import resolve_model
-    from selma.train import TrainConfig, effective_config
+    from selma.recipe.train import TrainConfig, effective_config
 
     for name in ("sd-v1-4", "sd-v2"):  # ft_sd_lora.sh trains every SD model at 512 px, SD v2 (768 native) too
         config = effective_config(resolve_model(name), TrainConfig())
@@ -111,6 +111,9 @@ def test_training_defaults_are_selmas_scripts() -> None:
     defaults = TrainConfig()
     assert (defaults.rank, defaults.alpha, defaults.learning_rate, defaults.seed) == (128, 128, 3e-4, 42)
     assert (defaults.max_train_steps, defaults.checkpointing_steps, defaults.lr_scheduler) == (5000, 500, "constant")
+    study = StudyConfig(name="x", base_model="sdxl-base", skills=["coco"], variants=["base"])
+    assert (study.train_config().train_batch_size, study.train_config().gradient_accumulation_steps) == (4, 8)
+    assert study.train_config().checkpointing_steps == 2000  # a study on SDXL gets ft_sd_lora_sdxl.sh's settings
 
 
 @pytest.mark.slow
@@ -120,7 +123,7 @@ def test_tiny_study_end_to_end_and_cached(
     study = load_study(_write(tmp_path, tiny_models, tiny_clip))
     result = run_study(study, tmp_path / "out", locator, progress=False)
     assert list(result["table"].index) == BASE["variants"]
-    assert list(result["table"].columns) == ["drawbench/pickscore"]
+    assert list(result["table"].columns) == ["drawbench/PickScore ↑"]
     rows = list(csv.DictReader((tmp_path / "out" / "comparison.csv").open()))
     assert len(rows) == 4 and all(int(r["n_prompts"]) == 2 for r in rows)
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix in (".png", ".safetensors")]

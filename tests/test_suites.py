@@ -11,8 +11,8 @@ import pytest
 from conftest import DATA
 
 from selma.errors import DataInputError, DataNotFoundError, SelmaError
-from selma.suites import DataLocator, add_suites_file, load_suite, suite_registry
-from selma.suites.spec import parse_suite_specs
+from selma.harness.suites import DataLocator, add_suites_file, load_suite, suite_registry
+from selma.harness.suites.spec import parse_suite_specs
 
 EXPECTED = {
     "dsg": (1060, 8182),

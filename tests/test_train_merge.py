@@ -9,13 +9,13 @@ import torch
 from safetensors.torch import load_file
 
 from selma.errors import DataInputError, SelmaError
-from selma.generate import GenerationSettings, generate
-from selma.lora_io import LORA_FILE
-from selma.merge import METHODS, merge_experts
 from selma.models import load_pipeline, resolve_model
-from selma.prompts import PromptItem
-from selma.train import TrainConfig, train_lora
-from selma.variants import resolve_variant, variant_dir
+from selma.recipe.generate import GenerationSettings, generate
+from selma.recipe.lora_io import LORA_FILE
+from selma.recipe.merge import METHODS, merge_experts
+from selma.recipe.prompts import PromptItem
+from selma.recipe.train import TrainConfig, train_lora
+from selma.recipe.variants import resolve_variant, variant_dir
 
 SMALL = TrainConfig(
     rank=4,
@@ -100,6 +100,21 @@ def test_v_prediction_and_sdxl_train_with_caching(
     assert _render(pipe).shape == (1, 32, 32, 3)
 
 
+def test_the_latent_cache_trains_on_the_same_batches_as_encoding_each_step(
+    tiny_models: dict[str, Path], images: Path, tmp_path: Path
+) -> None:
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    config = replace(SMALL, max_train_steps=3, checkpointing_steps=100)
+    plain = train_lora(model, [str(images)], tmp_path / "plain", config, progress=False)
+    cache_dir = tmp_path / "latents"
+    cache_dir.mkdir()
+    cached = train_lora(
+        model, [str(images)], tmp_path / "cached", replace(config, cache=True, cache_dir=str(cache_dir)), progress=False
+    )
+    assert plain["losses"] == pytest.approx(cached["losses"], rel=1e-4)  # same latents, noise and timesteps
+    assert list(cache_dir.iterdir()) == []  # the memory-mapped cache is removed after training
+
+
 def test_training_data_errors(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     model = resolve_model(str(tiny_models["tiny-sd1"]))
     (tmp_path / "bare").mkdir()
@@ -165,13 +180,13 @@ def test_merged_lora_in_plain_diffusers_reproduces_selma_images(
     workdir = tmp_path / "work"
     target = variant_dir(workdir, model, "merged:paper")
     merge_experts(model, experts, target)
-    variant = resolve_variant(str(tiny_models["tiny-sd1"]), "merged", workdir=workdir)
+    variant = resolve_variant(str(tiny_models["tiny-sd1"]), "merged", workdir=workdir, fuse=False)  # as plain
     settings = GenerationSettings(model="m", variant=variant.key, steps=3, guidance_scale=7.5, resolution=32, seed=5)
     generate(PROMPTS, settings, tmp_path / "ours", variant.load, batch_size=1, progress=False)
     plain = DiffusionPipeline.from_pretrained(tiny_models["tiny-sd1"], safety_checker=None)
     plain.load_lora_weights(str(target))
     plain.set_progress_bar_config(disable=True)
-    from selma.generate import image_seed
+    from selma.recipe.generate import image_seed
 
     for prompt in PROMPTS:
         generator = torch.Generator().manual_seed(image_seed(5, prompt.id, 0))
@@ -182,6 +197,21 @@ def test_merged_lora_in_plain_diffusers_reproduces_selma_images(
         assert (tmp_path / "plain.png").read_bytes() == (
             tmp_path / "ours" / "images" / f"{prompt.id}_00.png"
         ).read_bytes()
+
+
+def test_a_fused_variant_renders_as_the_live_adapter_without_adapter_layers(
+    tiny_models: dict[str, Path], experts: dict[str, Path], tmp_path: Path
+) -> None:
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    merge_experts(model, experts, variant_dir(tmp_path, model, "merged:paper"))
+    fused = resolve_variant(str(tiny_models["tiny-sd1"]), "merged", workdir=tmp_path)
+    live = resolve_variant(str(tiny_models["tiny-sd1"]), "merged", workdir=tmp_path, fuse=False)
+    assert fused.fuse and fused.key != live.key and live.key.endswith(":live")  # their images are cached apart
+    fused_pipe, live_pipe = fused.load(), live.load()
+    assert not any("lora" in name for name, _ in fused_pipe.unet.named_modules())
+    assert any("lora" in name for name, _ in live_pipe.unet.named_modules())
+    assert abs(_render(fused_pipe) - _render(live_pipe)).max() < 1e-4
+    assert abs(_render(fused_pipe) - _render(load_pipeline(model))).max() > 1e-3  # the LoRA is in the weights
 
 
 def test_variants_resolve_or_explain(tiny_models: dict[str, Path], tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from selma.errors import SelmaError
-from selma.metrics.vqa import (
+from selma.harness.metrics.vqa import (
     NO_TRANSFORMERS_PORT,
     POSTPROCESS,
     AnswerCache,
@@ -23,18 +23,18 @@ def _images(n: int) -> list[Image.Image]:
 
 
 def test_registry_carries_each_reference_prompt_and_decoding() -> None:
-    tifa, selma = vqa_models.get("blip2-flant5-xl"), vqa_models.get("blip2-flant5-xl-selma")
+    tifa, selmas = vqa_models.get("blip2-flant5-xl"), vqa_models.get("blip2-flant5-xl-selma")
     q, choices = "what color is the board?", ["white", "black", "red", "blue"]
     # TIFA's tifascore/vqa_models.py (BLIP2.vqa) and SELMA's change of it, as f-strings
     assert tifa.format(q, choices) == (
         f"Answer the multiple-choice question. Question: {q} Choices: {', '.join(choices)} Answer:"
     )
     assert tifa.format(q, None) == f"Answer the question. Question: {q} Answer:"
-    assert selma.format(q, choices) == f"Question: {q} Options: {', '.join(choices)} Answer:"
-    assert selma.format("is this a surfer?", ["yes", "no"]) == "Question: is this a surfer? Options: yes, no Answer:"
-    assert selma.format(q, None) == f"Question: {q} Answer:"
+    assert selmas.format(q, choices) == f"Question: {q} Options: {', '.join(choices)} Answer:"
+    assert selmas.format("is this a surfer?", ["yes", "no"]) == "Question: is this a surfer? Options: yes, no Answer:"
+    assert selmas.format(q, None) == f"Question: {q} Answer:"
     lavis = {"do_sample": False, "num_beams": 5, "max_new_tokens": 30, "min_length": 1}
-    assert tifa.generate == selma.generate == lavis and tifa.postprocess == "none"
+    assert tifa.generate == selmas.generate == lavis and tifa.postprocess == "none"
     dsg = vqa_models.get("instructblip-vicuna-7b")  # DSG's dsg/vqa_utils.py InstructBLIP.vqa
     assert dsg.format(q, choices) == q and dsg.postprocess == "strip"
     assert dsg.generate == {
@@ -80,7 +80,7 @@ def test_batched_answers_equal_one_at_a_time_and_are_cached(tiny_blip: Path, tmp
 def test_vqascore_is_t2v_metrics_likelihood_of_yes_and_eos(tiny_llava: Path) -> None:
     import torch
 
-    from selma.metrics.vqascore import QUESTION, SYSTEM_MSG, build_vqascore
+    from selma.harness.metrics.vqascore import QUESTION, SYSTEM_MSG, build_vqascore
 
     metric = build_vqascore({"vqa": "llava-1.5-7b", "model": str(tiny_llava)})
     images = [_images(1)[0], _images(2)[1].resize((32, 20)), _images(3)[2].resize((18, 32))]
@@ -113,7 +113,7 @@ def test_expand_to_square_pads_with_the_mean_colour() -> None:
 
 
 def test_vqascore_needs_a_llava_model(tiny_blip: Path) -> None:
-    from selma.metrics.vqascore import build_vqascore
+    from selma.harness.metrics.vqascore import build_vqascore
 
     with pytest.raises(SelmaError, match="ported for LLaVA-1.5 models only"):
         build_vqascore({"vqa": "blip", "model": str(tiny_blip)})
@@ -123,7 +123,7 @@ def test_vqascore_needs_a_llava_model(tiny_blip: Path) -> None:
 def test_blip2_and_instructblip_backends(tmp_path: Path, name: str, instruct: bool) -> None:
     from dataclasses import replace
 
-    from selma.metrics.tiny import save_tiny_blip2
+    from selma.harness.metrics.tiny import save_tiny_blip2
 
     root = save_tiny_blip2(tmp_path / name, instruct=instruct)
     spec = vqa_models.get(name)

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from selma.score import score_folder
-from selma.suites import DataLocator, load_suite
+from selma.harness.score import score_folder
+from selma.harness.suites import DataLocator, load_suite
 from selma.world.evaluator import ShapesAnswerer, answer, detect
-from selma.world.scenes import HELD_OUT, SKILLS, render, sample_spec
-from selma.world.suite import render_ground_truth, world_specs
+from selma.world.scenes import HELD_OUT, SKILLS, render, sample_scene
+from selma.world.suite import render_ground_truth, world_scenes
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_rendered_ground_truth_scores_100_and_blank_scores_0(offline: DataLocato
     assert summary.by_category == {skill: 100.0 for skill in SKILLS}
     blank = tmp_path / "blank"
     blank.mkdir()
-    for prompt_id, _ in world_specs(50, 1234):
+    for prompt_id, _ in world_scenes(50, 1234):
         Image.new("RGB", (32, 32)).save(blank / f"{prompt_id}.png")
     summary, _, _ = score_folder(
         "shapes", blank, "dsg", offline, checkpoints={"vqa": "shapes-exact"}, out=tmp_path / "blank-run"
@@ -47,7 +47,7 @@ def test_rendered_ground_truth_scores_100_and_blank_scores_0(offline: DataLocato
 
 def test_evaluator_on_many_renders() -> None:
     failures = 0
-    for prompt_id, spec in world_specs(100, 7):
+    for prompt_id, spec in world_scenes(100, 7):
         objects = detect(render(spec, random.Random(prompt_id)))
         failures += sum(answer(objects, text) != "yes" for _, text, _ in spec.questions())
     assert failures == 0
@@ -55,7 +55,7 @@ def test_evaluator_on_many_renders() -> None:
 
 def test_another_caption_mostly_fails() -> None:
     """Chance level: an image scored against another prompt of the same skill rarely satisfies it."""
-    specs = world_specs(50, 3)
+    specs = world_scenes(50, 3)
     satisfied = 0
     for (prompt_id, spec), (_, other) in zip(specs, specs[1:] + specs[:1], strict=True):
         objects = detect(render(spec, random.Random(prompt_id)))
@@ -66,7 +66,7 @@ def test_another_caption_mostly_fails() -> None:
 def test_held_out_pairs_never_appear_in_training_specs() -> None:
     rng = random.Random(0)
     for _ in range(500):
-        spec = sample_spec(rng.choice(SKILLS), rng)
+        spec = sample_scene(rng.choice(SKILLS), rng)
         assert not any((thing.color, thing.shape) in HELD_OUT for thing, _ in spec.items)
 
 
@@ -82,9 +82,9 @@ def test_unknown_questions_are_refused() -> None:
 def test_world_prompt_writer_through_datagen(tmp_path: Path) -> None:
     import json
 
-    from selma.datagen.backends import WorldWriter
-    from selma.datagen.run import RougeFilter, generate_prompts
-    from selma.datagen.skills import WORLD_SKILLS, load_skills
+    from selma.recipe.datagen.backends import WorldWriter
+    from selma.recipe.datagen.loop import RougeFilter, generate_prompts
+    from selma.recipe.datagen.skills import WORLD_SKILLS, load_skills
 
     skills = load_skills(WORLD_SKILLS)
     assert list(skills) == [f"world_{s}" for s in SKILLS]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from selma.metrics.tiny import save_tiny_clip
+from selma.harness.metrics.tiny import save_tiny_clip
 
 
 def main() -> None:

@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 
 from selma.errors import SelmaError
+from selma.io import default_cache_dir
 from selma.registry import Registry
-from selma.suites.data import default_cache_dir
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
-FAMILIES = ("sd1", "sd2", "sdxl")
+FAMILIES = ("sd1", "sd2", "sdxl")  # the architectures whose pipelines, LoRA layouts and training defaults differ
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ModelSpec:
 
     name: str
     family: str
+    """One of :data:`FAMILIES`."""
     resolution: int
     prediction_type: str
     steps: int
@@ -42,6 +43,10 @@ class ModelSpec:
     """The resolution SELMA's fine-tuning script trains at (default: the native one)."""
     train_vae: str | None = None
     """The autoencoder SELMA's fine-tuning script trains with, when not the pipeline's own."""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise SelmaError(f"model {self.name!r}: unknown family {self.family!r} (known: {', '.join(FAMILIES)})")
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ runs through the same ``from_pretrained`` path on a CPU in seconds.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
+
+from selma.io import write_folder
 
 TINY_SEED = 0
 
@@ -123,13 +124,5 @@ def build_tiny_pipeline(family: str, prediction_type: str = "epsilon") -> object
 
 def save_tiny_pipeline(family: str, prediction_type: str, target: Path) -> Path:
     """Build a tiny pipeline and ``save_pretrained`` it (safetensors) into ``target`` atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        build_tiny_pipeline(family, prediction_type).save_pretrained(tmp, safe_serialization=True)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.replace(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    pipe = build_tiny_pipeline(family, prediction_type)
+    return write_folder(target, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True))

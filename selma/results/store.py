@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from selma import __version__
 from selma.errors import DataInputError, SelmaError
-from selma.io import config_hash, make_readable
+from selma.io import config_hash
 from selma.results.schema import MetricSummary, Provenance, ScoreSummary
 
 SUMMARY = "summary.json"
@@ -95,44 +92,24 @@ def read_records(run_dir: str | Path, kind: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def existing_run(run_dir: Path, expected_hash: str) -> ScoreSummary | MetricSummary | None:
-    """The summary in ``run_dir`` if it was made with the same configuration hash, else ``None``.
-
-    A directory holding a run of another configuration is an error: nothing is overwritten
-    unless the caller removes it first (``--force``).
+def existing_run(run_dir: Path, config: Mapping[str, Any]) -> ScoreSummary | MetricSummary | None:
+    """The summary in ``run_dir`` if it was made with ``config``, else ``None`` (the stage mechanism of
+    :mod:`selma.stage`: a run of another configuration is refused with the differing settings named, and
+    nothing is overwritten unless the caller clears it, ``--force``).
     """
-    if not (run_dir / SUMMARY).is_file():
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise SelmaError(f"{run_dir} exists and is not a selma-bench run; choose another --out")
+    from selma.stage import check
+
+    done = check(run_dir, "run", config)
+    if done is None or not done.complete or not (run_dir / SUMMARY).is_file():
         return None
-    summary = read_summary(run_dir)
-    if summary.provenance.config_hash == expected_hash:
-        return summary
-    raise SelmaError(
-        f"{run_dir} holds a run of another configuration (hash {summary.provenance.config_hash[:12]}, "
-        f"this one {expected_hash[:12]}); choose another --out or pass --force to replace it"
-    )
-
-
-def write_files(out: Path, build: Callable[[Path], None]) -> Path:
-    """Let ``build`` fill a temporary sibling directory, then move it to ``out`` in one step, so a
-    failure leaves neither a partial directory nor a damaged earlier one.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    make_readable(tmp)
-    try:
-        build(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return read_summary(run_dir)
 
 
 def write_run(run_dir: Path, summary: BaseModel, records: Mapping[str, Iterable[Mapping[str, Any]]]) -> Path:
-    """Write ``records`` (file name -> rows, as JSONL) and ``summary.json`` into ``run_dir`` atomically."""
+    """Write ``records`` (file name -> rows, as JSONL), ``summary.json`` and the stage marker (complete, with
+    the summary's configuration) into ``run_dir``, all at once.
+    """
+    from selma.stage import replace_output
 
     def build(tmp: Path) -> None:
         for name, rows in records.items():
@@ -141,4 +118,5 @@ def write_run(run_dir: Path, summary: BaseModel, records: Mapping[str, Iterable[
                     handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         (tmp / SUMMARY).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
-    return write_files(run_dir, build)
+    provenance = getattr(summary, "provenance", None)
+    return replace_output(run_dir, "run", provenance.config if provenance is not None else {}, build)

@@ -1,8 +1,10 @@
-"""Per-skill tables and a figure for a study scored exactly in the shapes world.
+"""Per-skill tables, SELMA's claims, a chart and an image grid for a study scored exactly in the shapes world.
 
 For each variant and skill: the DSG score (mean over prompts, 0-100) with its 95 % bootstrap
 interval, the caption-level accuracy (the share of prompts whose every question passes), and the
-difference from ``base`` on the same prompts with a paired-bootstrap interval and p-value.
+difference from ``base`` on the same prompts with a paired-bootstrap interval and p-value. Then each
+of the paper's claims the study can test, with its difference, interval and verdict
+(:mod:`selma.reporting.claims`), and the same prompts rendered by every variant (``grid.png``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from selma.results.store import read_records, write_files
+from selma.results.store import read_records
+from selma.stage import replace_output
 from selma.stats import bootstrap_mean, paired_bootstrap
 from selma.world.scenes import SKILLS
 
@@ -140,16 +143,33 @@ def write_world_report(
     timings: Mapping[str, float],
     provenance: Mapping[str, Any],
     seed: int = 0,
+    grid_per_skill: int = 2,
 ) -> dict[str, Path]:
-    """Write ``per_skill.md``, ``per_skill.csv``, ``per_skill.png`` and ``report.json`` into ``out`` atomically."""
+    """Write ``per_skill.md`` (tables and claims), ``per_skill.csv``, ``claims.csv``, ``per_skill.png``,
+    ``grid.png`` and ``report.json`` into ``out`` atomically.
+    """
     import pandas as pd
 
+    from selma.reporting.claims import check_claims, claims_markdown, selma_claims
+
     table = world_table(rows, seed=seed)
+    variants = list(dict.fromkeys(str(row["variant"]) for row in rows))
+    skills = {f"world_{skill}": skill for skill in SKILLS}
+    claims = check_claims(
+        selma_claims(variants, skills), {str(r["variant"]): str(r["score_run"]) for r in rows}, seed=seed
+    )
 
     def build(tmp: Path) -> None:
-        (tmp / "per_skill.md").write_text(_markdown(table, title), encoding="utf-8")
+        markdown = _markdown(table, title)
+        if claims:
+            markdown += "\n## SELMA's claims on these prompts (paired bootstrap; verdict at p < 0.05)\n\n"
+            markdown += claims_markdown(claims)
+        markdown += "\n![the same prompts rendered by each variant](grid.png)\n"
+        (tmp / "per_skill.md").write_text(markdown, encoding="utf-8")
         pd.DataFrame(table).to_csv(tmp / "per_skill.csv", index=False)
+        pd.DataFrame(claims).to_csv(tmp / "claims.csv", index=False)
         _figure(table, tmp / "per_skill.png", title)
+        _grid(rows, tmp / "grid.png", grid_per_skill)
         by_variant: dict[str, list[str]] = defaultdict(list)
         for row in rows:
             by_variant[row["variant"]].append(str(row["score_run"]))
@@ -159,9 +179,23 @@ def write_world_report(
             "timings_s": dict(timings),
             "runs": by_variant,
             "table": table,
+            "claims": claims,
             "provenance": dict(provenance),
         }
         (tmp / "report.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
 
-    write_files(out, build)
-    return {name: out / name for name in ("per_skill.md", "per_skill.csv", "per_skill.png", "report.json")}
+    replace_output(out, "world-report", dict(config), build)
+    names = ("per_skill.md", "per_skill.csv", "claims.csv", "per_skill.png", "grid.png", "report.json")
+    return {name: out / name for name in names}
+
+
+def _grid(rows: Sequence[Mapping[str, Any]], path: Path, per_skill: int) -> None:
+    """The first ``per_skill`` prompts of each skill, rendered by every variant."""
+    from selma.reporting.grid import image_grid
+
+    records = read_records(rows[0]["score_run"], "prompts")
+    chosen = [r for skill in SKILLS for r in [r for r in records if r["category"] == skill][:per_skill]]
+    images = {
+        str(row["variant"]): [Path(row["run"]) / "images" / f"{r['prompt_id']}_00.png" for r in chosen] for row in rows
+    }
+    image_grid(images, [r["text"] for r in chosen], path, cell=96)

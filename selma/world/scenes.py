@@ -11,6 +11,7 @@ held out of training prompts.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,8 @@ class Thing:
 
 
 @dataclass(frozen=True)
-class Spec:
-    """What a caption asks for: kinds of objects with counts, and an optional relation."""
+class Scene:
+    """A scene a caption asks for: kinds of objects with counts, and an optional relation."""
 
     skill: str
     items: tuple[tuple[Thing, int], ...]
@@ -100,23 +101,47 @@ class Spec:
         return out
 
 
-def sample_spec(skill: str, rng: random.Random, *, held_out: bool = True) -> Spec:
-    """A random spec of ``skill``; with ``held_out`` the held-out pairs are never drawn."""
+_PHRASE = re.compile(
+    r"\b(?P<n>a|two|three|four) (?P<color>red|green|blue|yellow) (?P<shape>circle|square|triangle)s?\b"
+)
+
+
+def parse_caption(text: str) -> Scene:
+    """The scene a complete caption of the world's grammar asks for (the inverse of :meth:`Scene.caption` up
+    to its phrasing): its kinds of objects with counts, and its relation. Text that names no object or more
+    than two kinds is not a world caption (``ValueError``).
+    """
+    words = {word: n for n, word in NUMBERS.items()} | {"a": 1}
+    items = [(Thing(m["color"], m["shape"]), words[m["n"]]) for m in _PHRASE.finditer(text)]
+    if not 1 <= len(items) <= 2:
+        raise ValueError(f"not a caption of the shapes world (names {len(items)} kinds of objects): {text!r}")
+    relation = next((r for r in RELATIONS if f" {r} " in text), None)
+    if len(items) == 1:
+        return Scene("count" if items[0][1] > 1 else "object", tuple(items))
+    if relation:
+        return Scene("spatial", tuple(items), relation)
+    if any(n > 1 for _, n in items):
+        return Scene("count_binding", tuple(sorted(items, key=lambda item: -item[1])))
+    return Scene("binding", tuple(items))
+
+
+def sample_scene(skill: str, rng: random.Random, *, held_out: bool = True) -> Scene:
+    """A random scene of ``skill``; with ``held_out`` the held-out pairs are never drawn."""
     things = [Thing(c, s) for c in PALETTE for s in SHAPES if not (held_out and (c, s) in HELD_OUT)]
     style = rng.randrange(4)
     if skill == "object":  # one object: not a suite skill, the first thing a world model learns
-        return Spec(skill, ((rng.choice(things), 1),), style=style)
+        return Scene(skill, ((rng.choice(things), 1),), style=style)
     if skill == "count":
-        return Spec(skill, ((rng.choice(things), rng.choice([2, 3, 4])),), style=style)
+        return Scene(skill, ((rng.choice(things), rng.choice([2, 3, 4])),), style=style)
     while True:  # two objects differing in colour and shape
         a, b = rng.sample(things, 2)
         if a.color != b.color and a.shape != b.shape:
             break
     if skill == "binding":
-        return Spec(skill, ((a, 1), (b, 1)), style=style)
+        return Scene(skill, ((a, 1), (b, 1)), style=style)
     if skill == "spatial":
-        return Spec(skill, ((a, 1), (b, 1)), rng.choice(RELATIONS), style=style)
-    return Spec(skill, ((a, rng.choice([2, 3])), (b, 1)), style=style)
+        return Scene(skill, ((a, 1), (b, 1)), rng.choice(RELATIONS), style=style)
+    return Scene(skill, ((a, rng.choice([2, 3])), (b, 1)), style=style)
 
 
 def _place(rng: random.Random, sizes: list[int], relation: str | None) -> list[tuple[int, int]] | None:
@@ -143,14 +168,14 @@ def _place(rng: random.Random, sizes: list[int], relation: str | None) -> list[t
     return [(x, y) for x, y, _ in boxes]
 
 
-def render(spec: Spec, rng: random.Random) -> Any:
-    """A PIL image that satisfies ``spec`` exactly."""
+def render(scene: Scene, rng: random.Random) -> Any:
+    """A PIL image that satisfies ``scene`` exactly."""
     from PIL import Image, ImageDraw
 
-    things = [thing for thing, n in spec.items for _ in range(n)]
+    things = [thing for thing, n in scene.items for _ in range(n)]
     while True:
         sizes = [rng.randint(8, 10) for _ in things]
-        places = _place(rng, sizes, spec.relation)
+        places = _place(rng, sizes, scene.relation)
         if places is not None:
             break
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (0, 0, 0))
@@ -189,12 +214,12 @@ class CaptionNoise:
         return self == CaptionNoise()
 
 
-def noisy_caption(spec: Spec, noise: CaptionNoise, rng: random.Random) -> str:
-    """A caption of ``spec`` as incomplete as ``noise`` draws it, in the spec's phrasing style (the complete
+def noisy_caption(scene: Scene, noise: CaptionNoise, rng: random.Random) -> str:
+    """A caption of ``scene`` as incomplete as ``noise`` draws it, in the scene's phrasing style (the complete
     caption when there is no noise).
     """
     if noise.complete:
-        return spec.caption()
+        return scene.caption()
     stated = True
 
     def kind(thing: Thing, n: int) -> str:
@@ -208,19 +233,19 @@ def noisy_caption(spec: Spec, noise: CaptionNoise, rng: random.Random) -> str:
             return f"{color}{thing.shape}s" if draw < noise.count_omitted else f"some {color}{thing.shape}s"
         return f"{NUMBERS[n]} {color}{thing.shape}s"
 
-    parts = list(spec.items)
+    parts = list(scene.items)
     if len(parts) == 2 and rng.random() < noise.object_omitted:
         parts = parts[:1]
     phrases = [kind(thing, n) for thing, n in parts]
-    style = spec.style % 4
+    style = scene.style % 4
     if len(phrases) == 1:
         (only,) = phrases
-        if spec.skill == "count" and stated:
+        if scene.skill == "count" and stated:
             return [only, f"exactly {only}", f"a picture of {only}", f"{only} on black"][style]
         return [only, f"a picture of {only}"][style % 2]
     a, b = phrases
-    if spec.relation and rng.random() < noise.relation_stated:
-        return f"{a} {spec.relation} {b}"
-    if spec.skill == "count_binding":
+    if scene.relation and rng.random() < noise.relation_stated:
+        return f"{a} {scene.relation} {b}"
+    if scene.skill == "count_binding":
         return [f"{a} and {b}", f"{b} and {a}", f"{a} with {b}", f"{b} next to {a}"][style]
     return [f"{a} and {b}", f"{a} with {b}", f"a picture of {a} and {b}", f"{a} together with {b}"][style]

@@ -5,29 +5,35 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from selma.suites.spec import Prompt, Question
-from selma.world.scenes import SKILLS, Spec, render, sample_spec
+from selma.harness.suites.spec import Prompt, Question
+from selma.stage import ensure_output
+from selma.world.scenes import SKILLS, Scene, render, sample_scene
 
 
-def world_specs(per_skill: int, seed: int, *, held_out: bool = False) -> list[tuple[str, Spec]]:
-    """(prompt id, spec) for ``per_skill`` prompts of each skill, deterministic in ``seed``."""
-    specs = []
+def world_scenes(per_skill: int, seed: int, *, held_out: bool = False) -> list[tuple[str, Scene]]:
+    """(prompt id, scene) for ``per_skill`` prompts of each skill, deterministic in ``seed``."""
+    scenes = []
     for skill in SKILLS:
         rng = random.Random(f"{seed}:{skill}")
-        specs += [(f"shapes_{skill}_{i:04d}", sample_spec(skill, rng, held_out=held_out)) for i in range(per_skill)]
-    return specs
+        scenes += [(f"shapes_{skill}_{i:04d}", sample_scene(skill, rng, held_out=held_out)) for i in range(per_skill)]
+    return scenes
 
 
 def world_prompts(per_skill: int, seed: int) -> tuple[tuple[Prompt, ...], tuple[Question, ...]]:
     """Suite prompts (category = skill) and their DSG-style questions."""
     prompts, questions = [], []
-    for prompt_id, spec in world_specs(per_skill, seed):
-        prompts.append(Prompt(prompt_id, spec.caption(), spec.skill))
-        questions += [
-            Question(prompt_id, qid, text, parents=parents, element_type=_type(text))
-            for qid, text, parents in spec.questions()
-        ]
+    for prompt_id, scene in world_scenes(per_skill, seed):
+        prompts.append(Prompt(prompt_id, scene.caption(), scene.skill))
+        questions += scene_questions(prompt_id, scene)
     return tuple(prompts), tuple(questions)
+
+
+def scene_questions(prompt_id: str, scene: Scene) -> list[Question]:
+    """The DSG-style questions of ``scene`` as the suite's :class:`Question` records of ``prompt_id``."""
+    return [
+        Question(prompt_id, qid, text, parents=parents, element_type=_type(text))
+        for qid, text, parents in scene.questions()
+    ]
 
 
 def _type(text: str) -> str:
@@ -41,8 +47,8 @@ def _type(text: str) -> str:
 def render_ground_truth(out: Path, per_skill: int, seed: int) -> Path:
     """Images that satisfy each suite prompt exactly, named ``<prompt id>.png``."""
     out.mkdir(parents=True, exist_ok=True)
-    for prompt_id, spec in world_specs(per_skill, seed):
-        render(spec, random.Random(f"render:{prompt_id}")).save(out / f"{prompt_id}.png")
+    for prompt_id, scene in world_scenes(per_skill, seed):
+        render(scene, random.Random(f"render:{prompt_id}")).save(out / f"{prompt_id}.png")
     return out
 
 
@@ -58,20 +64,17 @@ def render_training_set(out: Path, skills: list[str], per_skill: int, seed: int)
     unknown = [s for s in names if s not in SKILLS]
     if unknown:
         raise SelmaError(f"not skills of the shapes world: {', '.join(unknown)} (known: {', '.join(SKILLS)})")
-    metadata = out / "metadata.jsonl"
     rows = []
     for skill in names:
         rng = random.Random(f"gt:{seed}:{skill}")
         for i in range(per_skill):
-            spec = sample_spec(skill, rng, held_out=True)
-            rows.append((f"{skill}_{i:05d}.png", spec, random.Random(rng.random())))
-    if metadata.is_file() and sum(1 for _ in metadata.open(encoding="utf-8")) == len(rows):
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for name, spec, rng in rows:
-        render(spec, rng).save(out / name)
-    lines = [json.dumps({"file_name": name, "text": spec.caption(), "skill": spec.skill}) for name, spec, _ in rows]
-    tmp = metadata.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(metadata)
-    return out
+            scene = sample_scene(skill, rng, held_out=True)
+            rows.append((f"{skill}_{i:05d}.png", scene, random.Random(rng.random())))
+
+    def build(tmp: Path) -> None:
+        for name, scene, rng in rows:
+            render(scene, rng).save(tmp / name)
+        lines = [json.dumps({"file_name": n, "text": s.caption(), "skill": s.skill}) for n, s, _ in rows]
+        (tmp / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    return ensure_output(out, "world-gt", {"skills": names, "per_skill": per_skill, "seed": seed}, build)

@@ -22,7 +22,7 @@ from typing import Any
 
 from selma.errors import SelmaError
 from selma.io import load_state, save_state
-from selma.world.scenes import SKILLS, CaptionNoise, Spec, noisy_caption, render, sample_spec
+from selma.world.scenes import SKILLS, CaptionNoise, Scene, noisy_caption, render, sample_scene
 
 TRAIN_SKILLS = ("object", *SKILLS)
 TRAIN_WEIGHTS = (0.25, *(0.75 / len(SKILLS),) * len(SKILLS))
@@ -67,15 +67,15 @@ def training_batch(
     size: int,
     noise: CaptionNoise | None = None,
     weights: tuple[float, ...] = TRAIN_WEIGHTS,
-) -> list[tuple[Spec, Any, str]]:
-    """The (spec, rendered image, caption) triples of one training step: a function of (seed, step) only."""
+) -> list[tuple[Scene, Any, str]]:
+    """The (scene, rendered image, caption) triples of one training step: a function of (seed, step) only."""
     rng = random.Random(f"world-train:{seed}:{step}")
     captions = random.Random(f"world-captions:{seed}:{step}")
     batch = []
     for _ in range(size):
-        spec = sample_spec(rng.choices(TRAIN_SKILLS, weights)[0], rng, held_out=True)
-        image = render(spec, rng)
-        batch.append((spec, image, noisy_caption(spec, noise or CaptionNoise(), captions)))
+        scene = sample_scene(rng.choices(TRAIN_SKILLS, weights)[0], rng, held_out=True)
+        image = render(scene, rng)
+        batch.append((scene, image, noisy_caption(scene, noise or CaptionNoise(), captions)))
     return batch
 
 
@@ -230,14 +230,14 @@ def evaluate_world_pipeline(
     ``caption``: the share of images whose every question is answered yes (caption-level accuracy);
     ``dsg``: the mean DSG score (a question whose parent fails scores 0). Prompts include the held-out
     pairs, as the ``shapes`` suite does; the first ``n`` prompts of each skill are the same for any
-    ``per_skill >= n``, and each image's seed depends on its prompt only (``selma.generate.image_seed``).
+    ``per_skill >= n``, and each image's seed depends on its prompt only (``selma.recipe.generate.image_seed``).
     """
     import torch
 
-    from selma.generate import image_seed
-    from selma.scoring.conventions import default_convention
-    from selma.scoring.matchers import make_matcher
-    from selma.scoring.qa import score_questions
+    from selma.harness.scoring.conventions import default_convention
+    from selma.harness.scoring.matchers import make_matcher
+    from selma.harness.scoring.qa import score_questions
+    from selma.recipe.generate import image_seed
     from selma.world.evaluator import answer, detect
     from selma.world.suite import world_prompts
 

@@ -1,0 +1,120 @@
+"""The ``selma-bench`` command line: one module per subcommand over the library's Python API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from selma import __version__
+from selma.errors import SelmaError
+
+COMMANDS = [
+    "suites",
+    "rescore",
+    "meta_eval",
+    "compare",
+    "report",
+    "models",
+    "metrics",
+    "datagen",
+    "generate",
+    "train",
+    "merge",
+    "demo",
+    "world",
+    "score",
+    "run",
+    "study",
+    "reproduce",
+    "leaderboard",
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one ``-h`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``selma-bench: error: <message>`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} -h`)\n")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="only errors on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="tracebacks and library logs")
+
+
+def _verbosity_everywhere(parser: argparse.ArgumentParser) -> None:
+    """-q and -v also after the subcommand (a subcommand's default leaves the top-level value alone)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_verbosity(sub, default=argparse.SUPPRESS)
+                _verbosity_everywhere(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``selma-bench``: each subcommand module adds its own."""
+    import importlib
+
+    from selma.cli._common import data_options, launcher_options
+
+    parser = Parser(prog="selma-bench", description="Reproduce SELMA and score text-to-image models for faithfulness.")
+    parser.add_argument("--version", action="version", version=f"selma-bench {__version__}")
+    _add_verbosity(parser, default=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = {"data": data_options(), "launch": launcher_options()}
+    for name in COMMANDS:
+        importlib.import_module(f"selma.cli.{name}").add_parser(sub, common)
+    _verbosity_everywhere(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``selma-bench`` console script: every failure is one line on stderr and exit
+    status 2 (``-v`` adds the traceback); nothing is left half-written by the stages.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "action", None) == "show" and not args.name:
+        parser.error("suites show needs a suite name")
+    logging.basicConfig(
+        level=logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING,
+        format="warning: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if not args.verbose:  # library notices (torchvision fallbacks, LoRA loading notes) only with -v
+        for library in ("transformers", "diffusers", "peft", "accelerate", "datasets", "huggingface_hub"):
+            logging.getLogger(library).setLevel(logging.ERROR)
+    try:
+        return args.func(args)
+    except SelmaError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"selma-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("selma-bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one error boundary: an unexpected failure is still one line
+        if args.verbose:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(
+            f"selma-bench: error: {type(exc).__name__}: {first} (an unexpected failure: run with -v for the "
+            "traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""What the subcommands share: argument types, the data options, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from selma.errors import SelmaError
+
+
+def positive_int(value: str) -> int:
+    """An integer of at least 1 (argparse type)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    """An integer of at least 0 (argparse type)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {value!r}")
+    return number
+
+
+def number_in(value: str, what: str, ok: Any) -> float:
+    import math
+
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+    if not math.isfinite(number) or not ok(number):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """A finite number above 0 (argparse type)."""
+    return number_in(value, "a number above 0", lambda x: x > 0)
+
+
+def non_negative_float(value: str) -> float:
+    """A finite number of at least 0 (argparse type)."""
+    return number_in(value, "a number of at least 0", lambda x: x >= 0)
+
+
+def unit_interval(value: str) -> float:
+    """A number in (0, 1] (argparse type)."""
+    return number_in(value, "a number in (0, 1]", lambda x: 0 < x <= 1)
+
+
+def resolution(value: str) -> int:
+    """A positive multiple of 8 (argparse type): Stable Diffusion's latents are 1/8 of the image."""
+    number = positive_int(value)
+    if number % 8:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 8, got {value!r}")
+    return number
+
+
+def float_list(value: str) -> list[float]:
+    """Comma-separated finite numbers (argparse type)."""
+    return [number_in(part.strip(), "comma-separated numbers", lambda x: True) for part in value.split(",")]
+
+
+def caption_noise(value: str) -> Any:
+    """``name=probability,...`` for the world's :class:`CaptionNoise` (argparse type)."""
+    from dataclasses import fields
+
+    from selma.world.scenes import CaptionNoise
+
+    known = {f.name for f in fields(CaptionNoise)}
+    rates: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, number = part.partition("=")
+        if not sep or name not in known:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=P with NAME one of {', '.join(sorted(known))}, got {part!r}"
+            )
+        rates[name] = number_in(number, "a probability in [0, 1]", lambda x: 0 <= x <= 1)
+    return CaptionNoise(**rates)
+
+
+def role_path(value: str) -> tuple[str, Path]:
+    role, sep, path = value.partition("=")
+    if not sep or not role or not path:
+        raise argparse.ArgumentTypeError(
+            f"expected ROLE=PATH (e.g. questions=tifa_v1.0_question_answers.json), got {value!r}"
+        )
+    return role, Path(path)
+
+
+def data_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("data")
+    group.add_argument(
+        "--data-dir", type=Path, help="folder holding suite files (default: $SELMA_BENCH_DATA, then the cache)"
+    )
+    group.add_argument(
+        "--offline", action="store_true", help="never download (also $SELMA_BENCH_OFFLINE, $HF_HUB_OFFLINE)"
+    )
+    group.add_argument(
+        "--file",
+        type=role_path,
+        action="append",
+        default=[],
+        metavar="ROLE=PATH",
+        help="use PATH for a suite file role",
+    )
+    group.add_argument("--suites-file", type=Path, help="a YAML file of extra suite definitions")
+    return parent
+
+
+def data_locator(args: argparse.Namespace) -> Any:
+    from selma.harness.suites import DataLocator, add_suites_file
+
+    if args.suites_file:
+        add_suites_file(args.suites_file)
+    return DataLocator.from_env(args.data_dir, offline=args.offline, overrides=dict(args.file))
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def table(rows: list[list[Any]], header: list[str], floatfmt: str | tuple[str, ...] = ".1f") -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=header, floatfmt=floatfmt)
+
+
+def checkpoint_roles(values: list[str], metric: str) -> dict[str, str]:
+    found = {}
+    for value in values:
+        scope, _, assignment = value.rpartition(":") if ":" in value.split("=", 1)[0] else ("", "", value)
+        role, sep, path = assignment.partition("=")
+        if not sep:
+            raise SelmaError(f"--checkpoint expects [METRIC:]ROLE=PATH, got {value!r}")
+        if scope in ("", metric):
+            found[role] = path
+    return found
+
+
+def launcher_options() -> argparse.ArgumentParser:
+    """The submitit launcher options of `study` and `reproduce`."""
+    launch = argparse.ArgumentParser(add_help=False)
+    group = launch.add_argument_group("launcher (submitit)")
+    group.add_argument("--launcher", choices=["slurm", "local", "debug"], help="run each stage as a job array")
+    group.add_argument("--slurm-partition")
+    group.add_argument("--gpus-per-node", type=positive_int, default=1)
+    group.add_argument("--timeout-min", type=positive_int, default=24 * 60)
+    group.add_argument("--array-parallelism", type=positive_int, default=16)
+    return launch
+
+
+def live_lora_option(parser: argparse.ArgumentParser) -> None:
+    """``--live-lora``: render a variant with its LoRA as a live adapter instead of fused into the weights."""
+    parser.add_argument(
+        "--live-lora",
+        action="store_true",
+        help="keep the variant's LoRA as a live adapter (default: fused into the weights, at the base model's speed)",
+    )

@@ -1,0 +1,99 @@
+"""`selma-bench world`: train, evaluate or export a shapes-world model (selma/world)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from selma.cli._common import (
+    caption_noise,
+    float_list,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
+HELP = "train, evaluate or export a shapes-world model (selma/world)"
+
+
+def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
+    """Add `world` to the subcommands."""
+    p = sub.add_parser("world", help=HELP)
+    world = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = world.add_parser("train", help="train a world model from scratch (resumes from <out>/state/)")
+    q.add_argument("--arch", default="base", choices=["base", "weak"])
+    q.add_argument("--steps", type=positive_int, default=12000)
+    q.add_argument("--batch-size", type=positive_int, default=64)
+    q.add_argument("--lr", type=positive_float, default=1e-3)
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--eval-every", type=positive_int, default=1000)
+    q.add_argument("--per-skill", type=positive_int, default=32, help="evaluation prompts per skill")
+    q.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    q.add_argument(
+        "--caption-noise",
+        type=caption_noise,
+        default=caption_noise(""),
+        metavar="RATE=P,...",
+        help="alt-text-like captions: count_omitted, count_vague, color_dropped, object_omitted, relation_stated",
+    )
+    q.add_argument(
+        "--skill-weights", type=float_list, help="shares of object, count, binding, spatial, count_binding in a batch"
+    )
+    q.add_argument("--out", type=Path, required=True)
+    q.set_defaults(func=run)
+    q = world.add_parser("eval", help="per-skill exact scores of a world model")
+    q.add_argument("model", help="shapes-base, shapes-weak or a pipeline directory")
+    q.add_argument("--per-skill", type=positive_int, default=32)
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--guidance", type=non_negative_float, default=4.0)
+    q.set_defaults(func=run)
+    q = world.add_parser("export", help="copy a training run's pipeline at a step, with its training record")
+    q.add_argument("run", type=Path)
+    q.add_argument("--step", type=positive_int, required=True)
+    q.add_argument("--to", type=Path, required=True)
+    q.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, evaluate or export a shapes-world model."""
+    from selma.world.train_model import (
+        SamplingSettings,
+        WorldTrainConfig,
+        evaluate_world_pipeline,
+        export_world_model,
+        train_world_model,
+    )
+
+    if args.action == "train":
+        config = WorldTrainConfig(
+            architecture=args.arch,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            seed=args.seed,
+            eval_every=args.eval_every,
+            eval_per_skill=args.per_skill,
+            caption_noise=args.caption_noise,
+            **({"skill_weights": tuple(args.skill_weights)} if args.skill_weights else {}),
+        )
+        command = "selma-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        record = train_world_model(config, args.out, threads=args.threads, progress=not args.quiet, command=command)
+        print(json.dumps(record))
+        return 0
+    if args.action == "export":
+        record = export_world_model(args.run, args.step, args.to)
+        print(f"{args.to}: step {record['steps']}, {json.dumps(record['evaluation'])}")
+        return 0
+    from selma.models import load_pipeline, resolve_model
+
+    pipe = load_pipeline(resolve_model(args.model))
+    scores = evaluate_world_pipeline(
+        pipe, per_skill=args.per_skill, seed=args.seed, sampling=SamplingSettings(guidance_scale=args.guidance)
+    )
+    print(json.dumps(scores, indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""The evaluation harness: suites, metrics, VQA answering and scoring conventions (images -> answers -> scores)."""

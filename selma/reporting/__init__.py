@@ -1,0 +1,1 @@
+"""Scores -> tables: paired comparisons, reports, leaderboards and the paper's numbers beside measured ones."""
