@@ -6,8 +6,9 @@ SD 1.5's architecture with random weights (``benchmarks/architectures.py``), N r
 LoRAs on SELMA's target modules, merged by ``selma-bench merge``'s ``paper`` method (peft ``cat``: rank
 N x 128) and applied through ``Variant.load``: live (``fuse=False``) and fused (the default). Times one
 UNet call with classifier-free guidance (batch 2) at the given resolution, median of ``--repeats``
-after a warm-up, all in one process, and prints each against the base step. Also prints the largest
-difference between the live and fused UNet outputs on the same input.
+rounds (each round one step of each model) after a warm-up round, all in one process, and prints
+each against the base step. Also prints the largest difference between the live and fused UNet
+outputs on the same input.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from architectures import save_sd15_pipeline, timed
+from architectures import save_sd15_pipeline
 
 from selma.models import resolve_model
 from selma.recipe.lora_io import save_unet_lora
@@ -53,9 +56,23 @@ def make_experts(source: Path, root: Path, n: int, rank: int) -> dict[str, Path]
     return experts
 
 
-def step(pipe: Any, inputs: tuple[Any, Any, Any]) -> Any:
+def step(unet: Any, inputs: tuple[Any, Any, Any]) -> Any:
     with torch.no_grad():
-        return pipe.unet(*inputs, return_dict=False)[0]
+        return unet(*inputs, return_dict=False)[0]
+
+
+def interleaved(unets: dict[str, Any], inputs: tuple[Any, Any, Any], repeats: int) -> dict[str, float]:
+    """Median step time of each UNet, timed in rounds (one step of each per round, after a warm-up round) so
+    that any change in the machine's load falls on all of them alike.
+    """
+    times: dict[str, list[float]] = {mode: [] for mode in unets}
+    for round_ in range(repeats + 1):
+        for mode, unet in unets.items():
+            start = time.perf_counter()
+            step(unet, inputs)
+            if round_:
+                times[mode].append(time.perf_counter() - start)
+    return {mode: statistics.median(values) for mode, values in times.items()}
 
 
 def main() -> None:
@@ -80,17 +97,16 @@ def main() -> None:
             torch.tensor(500),
             torch.randn(2, 77, 768, generator=generator),
         )
-        seconds, outputs = {}, {}
+        unets = {}
         for mode, variant in (
             ("base", Variant(model, "base", None)),
             ("live", Variant(model, "merged", root / "merged", fuse=False)),
             ("fused", Variant(model, "merged", root / "merged", fuse=True)),
         ):
-            pipe = variant.load()
-            seconds[mode] = timed(lambda pipe=pipe: step(pipe, inputs), args.repeats)
-            outputs[mode] = step(pipe, inputs)
-            del pipe
+            unets[mode] = variant.load().unet
             gc.collect()
+        seconds = interleaved(unets, inputs, args.repeats)
+        outputs = {mode: step(unet, inputs) for mode, unet in unets.items()}
         report = {
             "architecture": "SD 1.5 UNet (random weights)",
             "resolution": args.resolution,

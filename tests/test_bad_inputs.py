@@ -139,7 +139,14 @@ CASES = [
         "line 2: field 'score': expected a number, got 'high'",
         _board,
     ),
-    Case("leaderboard-render-missing", ["leaderboard", "render", "{w}/nope.csv"], "nope.csv"),
+    Case("leaderboard-render-missing", ["leaderboard", "render", "{w}/nope.csv"], "nope.csv: no such leaderboard"),
+    Case(
+        "leaderboard-render-paper-numbers",
+        ["leaderboard", "render", str(Path(__file__).parents[1] / "leaderboards" / "selma-paper.csv"), "--out", "{w}"],
+        "the paper's published numbers, not a leaderboard",
+    ),
+    Case("suites-export-unknown-suite", ["suites", "export", "nope", "--out", "{w}/p.txt"], "nope"),
+    Case("models-tiny-scorer-no-out", ["models", "tiny-scorer", "blip-vqa"], "needs a kind"),
     # score
     Case(
         "score-missing-image",

@@ -96,3 +96,32 @@ def test_run_needs_a_metric_for_suites_without_questions(
         ]
     )
     assert code == 2 and "has no default metric" in capsys.readouterr().err
+
+
+def test_an_offline_run_checks_every_model_before_rendering(
+    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--suite", "dsg", "--model", str(tiny_models["tiny-sd1"]), "--limit", "1", "--offline"]
+    args += ["--data-dir", str(DATA), "--out", str(tmp_path / "runs")]
+    assert main([*args, "--dry-run"]) == 0
+    assert "dsg VQA model (instructblip-vicuna-7b): not on this machine" in capsys.readouterr().out
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "not on this machine: dsg VQA model (instructblip-vicuna-7b) 'Salesforce/instructblip-vicuna-7b'" in err
+    assert "--vqa-model PATH" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing rendered
+
+
+def test_the_readme_offline_dsg_run_on_tiny_models(
+    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blip = tmp_path / "tiny-blip"
+    assert main(["models", "tiny-scorer", "blip-vqa", "--out", str(blip)]) == 0
+    assert "use it as BLIP VQA: --vqa blip --vqa-model DIR" in capsys.readouterr().out
+    assert main(["models", "tiny-scorer", "blip-vqa", "--out", str(blip)]) == 2  # never over a folder
+    run = ["run", "--suite", "dsg", "--model", str(tiny_models["tiny-sd1"]), "--limit", "1", "--offline"]
+    run += ["--vqa", "blip", "--vqa-model", str(blip), "--data-dir", str(DATA), "--out", str(tmp_path / "runs")]
+    assert main([*run, "--dry-run"]) == 0
+    assert f"dsg VQA model (blip): {blip}" in capsys.readouterr().out
+    assert main(run) == 0
+    assert "### DSG ↑" in capsys.readouterr().out

@@ -9,8 +9,9 @@ from conftest import DATA
 from PIL import Image
 
 from selma.errors import DataInputError, SelmaError
+from selma.harness.layouts import find_images
 from selma.harness.metrics.tiny import TINY_OPEN_CLIP
-from selma.harness.score import find_images, score_folder
+from selma.harness.score import score_folder
 from selma.harness.suites import DataLocator, load_suite
 from selma.results.store import read_records
 
@@ -59,6 +60,7 @@ def test_pickscore_on_a_folder(drawbench_images: Path, tiny_clip: Path, locator:
     assert summary.score == pytest.approx(np.mean([p["score"] for p in prompts]))
     assert summary.by_category == {"Colors": pytest.approx(summary.score)}  # drawbench 0-3 are all "Colors"
     assert any("stray.png" in note for note in summary.notes)
+    assert any(note.startswith("196 of 200 prompts of suite 'drawbench' have no image") for note in summary.notes)
     again = score_folder(
         "drawbench", drawbench_images, "pickscore", locator, checkpoints=checkpoints, out=tmp_path / "run"
     )
@@ -201,3 +203,52 @@ def test_two_processes_score_like_one(tiny_clip: Path, tiny_blip: Path, tmp_path
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert one["score"] == two["score"] and one["ci"] == two["ci"]
     assert not list(tmp_path.glob(".two.shards"))
+
+
+def test_export_in_lm_eval_layout(
+    drawbench_images: Path, tiny_clip: Path, locator: DataLocator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from selma.cli import main
+
+    checkpoints = {"model": str(tiny_clip), "processor": str(tiny_clip)}
+    summary, run, _ = score_folder(
+        "drawbench", drawbench_images, "pickscore", locator, checkpoints=checkpoints, out=tmp_path / "run"
+    )
+    assert main(["export", "--format", "lm-eval", str(run), "--out", str(tmp_path / "lm-eval"), "--json"]) == 0
+    (results_path,) = (Path(p) for p in json.loads(capsys.readouterr().out)["results"])
+    assert results_path.parent == tmp_path / "lm-eval" / "images" and results_path.name.startswith("results_")
+    results = json.loads(results_path.read_text())
+    task = results["results"]["drawbench_pickscore"]
+    assert task["pickscore,none"] == pytest.approx(summary.score)
+    assert task["pickscore_stderr,none"] == pytest.approx(summary.stdev / 2)  # 4 prompts
+    assert results["results"]["drawbench_pickscore_Colors"]["alias"] == " - Colors"
+    assert results["higher_is_better"] == {"drawbench_pickscore": {"pickscore": True}}
+    assert results["n-samples"]["drawbench_pickscore"]["effective"] == 4
+    (samples,) = results_path.parent.glob("samples_drawbench_pickscore_*.jsonl")
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert [r["doc"]["prompt_id"] for r in rows] == [f"drawbench_{k}" for k in range(4)]
+    assert [r["pickscore"] for r in rows] == [r["score"] for r in read_records(run, "prompts")]
+
+
+def test_a_report_shows_the_same_prompts_of_each_run_as_a_grid(
+    drawbench_images: Path, tiny_clip: Path, locator: DataLocator, tmp_path: Path
+) -> None:
+    from selma.reporting.report import GRID_PROMPTS, write_report
+
+    checkpoints = {"model": str(tiny_clip), "processor": str(tiny_clip)}
+    runs = [
+        score_folder(
+            "drawbench",
+            drawbench_images,
+            "pickscore",
+            locator,
+            checkpoints=checkpoints,
+            label=f"v{k}",
+            seed=k,
+            out=tmp_path / f"run{k}",
+        )[1]
+        for k in range(2)
+    ]
+    written = write_report(runs, tmp_path / "report")
+    with Image.open(written["grid.png"]) as grid:  # 2 rows of 128 px under the captions, 4 prompts of 128 px
+        assert grid.width == 190 + 128 * min(4, GRID_PROMPTS) and grid.height > 2 * 128

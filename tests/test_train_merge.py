@@ -115,6 +115,86 @@ def test_the_latent_cache_trains_on_the_same_batches_as_encoding_each_step(
     assert list(cache_dir.iterdir()) == []  # the memory-mapped cache is removed after training
 
 
+def test_merge_takes_loras_saved_without_adapter_metadata(
+    tiny_models: dict[str, Path], experts: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from safetensors.torch import save_file
+
+    from selma.recipe.lora_io import read_unet_lora
+
+    bare = {}
+    for name, folder in experts.items():
+        (tmp_path / name).mkdir()
+        save_file(load_file(folder / LORA_FILE), tmp_path / name / LORA_FILE)  # no metadata, as other tools save
+        bare[name] = tmp_path / name
+    config, _ = read_unet_lora(bare["count"], "sd1")
+    assert (config.r, config.lora_alpha) == (SMALL.rank, SMALL.rank)  # rank from the tensors, alpha = rank
+    assert {k.rsplit(".", 1)[-1] for k in config.target_modules} == {"to_q", "to_k", "to_v", "0"}
+    assert "no adapter metadata; rank 4 read from the tensors, alpha = rank" in caplog.text
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    assert merge_experts(model, bare, tmp_path / "merged")["rank"] == 2 * SMALL.rank
+
+
+def test_tensorboard_logs_and_validation_images_leave_the_weights_alone(
+    tiny_models: dict[str, Path], images: Path, tmp_path: Path
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    config = replace(SMALL, max_train_steps=3, checkpointing_steps=100)
+    plain = train_lora(model, [str(images)], tmp_path / "plain", config, progress=False)
+    logged_config = replace(
+        config, report_to="tensorboard", validation_prompts=("a red cat", "two blue dogs"), validation_steps=2
+    )
+    logged = train_lora(model, [str(images)], tmp_path / "logged", logged_config, progress=False)
+    assert logged["config_hash"] == plain["config_hash"]  # logging is not part of what the weights depend on
+    assert load_file(tmp_path / "plain" / LORA_FILE).keys() == load_file(tmp_path / "logged" / LORA_FILE).keys()
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            load_file(tmp_path / "plain" / LORA_FILE).values(),
+            load_file(tmp_path / "logged" / LORA_FILE).values(),
+            strict=True,
+        )
+    )
+    events = EventAccumulator(str(next((tmp_path / "logged" / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("loss")] == pytest.approx(logged["losses"])
+    assert [e.step for e in events.Images("validation/00")] == [2, 3]
+    assert [e.step for e in events.Images("validation/01")] == [2, 3]
+    for step in (2, 3):  # every 2 steps, and the last
+        folder = tmp_path / "logged" / "validation" / f"step-{step}"
+        assert sorted(p.name for p in folder.iterdir()) == ["00.png", "01.png", "prompts.txt"]
+
+
+def test_ground_truth_from_any_datasets_source(tiny_models: dict[str, Path], images: Path, tmp_path: Path) -> None:
+    import datasets
+
+    from selma.recipe.train_data import decode_image, load_image_text_dataset
+
+    reference = datasets.load_dataset("imagefolder", data_dir=str(images), split="train")
+    reference.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"validation": reference}).save_to_disk(str(tmp_path / "saved-dict"))
+    (tmp_path / "parquet").mkdir()
+    reference.to_parquet(str(tmp_path / "parquet" / "part-0.parquet"))
+    expected = [(row["text"], decode_image(row["image"]).tobytes()) for row in load_image_text_dataset([str(images)])]
+    for source, split in (
+        (str(tmp_path / "saved"), "train"),
+        (str(tmp_path / "saved-dict"), "validation"),
+        (str(tmp_path / "parquet"), "train"),
+        (str(tmp_path / "parquet" / "part-0.parquet"), "train"),
+        (reference, "train"),
+    ):
+        loaded = load_image_text_dataset([source], split=split)
+        assert [(row["text"], decode_image(row["image"]).tobytes()) for row in loaded] == expected, source
+    with pytest.raises(SelmaError, match="no split 'test'"):
+        load_image_text_dataset([str(tmp_path / "saved-dict")], split="test")
+    model = resolve_model(str(tiny_models["tiny-sd1"]))
+    result = train_lora(model, [reference], tmp_path / "lora", replace(SMALL, max_train_steps=1), progress=False)
+    assert result["data"][0].startswith("dataset:") and len(result["losses"]) == 1
+
+
 def test_training_data_errors(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     model = resolve_model(str(tiny_models["tiny-sd1"]))
     (tmp_path / "bare").mkdir()

@@ -32,6 +32,7 @@ COMMANDS = [
     "study",
     "reproduce",
     "leaderboard",
+    "export",
 ]
 
 
@@ -74,10 +75,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIBRARIES = ("transformers", "diffusers", "peft", "accelerate", "datasets", "huggingface_hub", "torch")
+
+
+def quiet_libraries(*, progress: bool) -> None:
+    """Library notices (torchvision fallbacks, LoRA loading notes, deprecations) only with ``-v``; with
+    ``-q`` no progress bars either.
+
+    diffusers and transformers set their loggers' level when they are first used, from their
+    ``*_VERBOSITY`` variables, so those are set here (a value the user set is kept) and the loggers of
+    libraries already imported are set too.
+    """
+    import warnings
+
+    for variable in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY"):
+        os.environ.setdefault(variable, "error")
+    # datasets' bars over local image folders ("Downloading data", "Generating train split") say nothing useful
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for library in LIBRARIES:
+        logging.getLogger(library).setLevel(logging.ERROR)
+        if library in ("diffusers", "transformers") and f"{library}.utils.logging" in sys.modules:
+            sys.modules[f"{library}.utils.logging"].set_verbosity_error()
+    warnings.filterwarnings("ignore", module=rf"({'|'.join(LIBRARIES)})(\.|$)")
+    if not progress:  # tqdm read TQDM_DISABLE (set by main) at import; the libraries have their own switches
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        for module, switch in (
+            ("huggingface_hub.utils", "disable_progress_bars"),
+            ("datasets", "disable_progress_bars"),
+            ("diffusers.utils.logging", "disable_progress_bar"),
+            ("transformers.utils.logging", "disable_progress_bar"),
+        ):
+            if module in sys.modules:
+                getattr(sys.modules[module], switch)()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``selma-bench`` console script: every failure is one line on stderr and exit
     status 2 (``-v`` adds the traceback); nothing is left half-written by the stages.
     """
+    words = sys.argv[1:] if argv is None else list(argv)
+    if ("-q" in words or "--quiet" in words) and "-v" not in words and "--verbose" not in words:
+        os.environ["TQDM_DISABLE"] = "1"  # before anything imports tqdm, which reads it then
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "action", None) == "show" and not args.name:
@@ -88,9 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         force=True,
     )
-    if not args.verbose:  # library notices (torchvision fallbacks, LoRA loading notes) only with -v
-        for library in ("transformers", "diffusers", "peft", "accelerate", "datasets", "huggingface_hub"):
-            logging.getLogger(library).setLevel(logging.ERROR)
+    if not args.verbose:
+        quiet_libraries(progress=not args.quiet)
     try:
         return args.func(args)
     except SelmaError as exc:

@@ -106,7 +106,9 @@ def data_options() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="folder holding suite files (default: $SELMA_BENCH_DATA, then the cache)"
     )
     group.add_argument(
-        "--offline", action="store_true", help="never download (also $SELMA_BENCH_OFFLINE, $HF_HUB_OFFLINE)"
+        "--offline",
+        action="store_true",
+        help="never download data or model weights (also $SELMA_BENCH_OFFLINE, $HF_HUB_OFFLINE)",
     )
     group.add_argument(
         "--file",
@@ -125,11 +127,28 @@ def data_locator(args: argparse.Namespace) -> Any:
 
     if args.suites_file:
         add_suites_file(args.suites_file)
+    if args.offline:
+        from selma.weights import go_offline
+
+        go_offline()  # model weights too, not only suite data
     return DataLocator.from_env(args.data_dir, offline=args.offline, overrides=dict(args.file))
 
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def json_option(parser: argparse.ArgumentParser) -> None:
+    """``--json``: the command's result as JSON on stdout instead of its text."""
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def emit(args: argparse.Namespace, result: Any, text: str) -> None:
+    """Print ``result`` as JSON under ``--json``, else ``text``."""
+    if getattr(args, "json", False):
+        print_json(result)
+    else:
+        print(text)
 
 
 def table(rows: list[list[Any]], header: list[str], floatfmt: str | tuple[str, ...] = ".1f") -> str:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import data_locator, non_negative_int, positive_int
+from selma.cli._common import data_locator, emit, json_option, non_negative_int, positive_int
 from selma.recipe.datagen.backends import BackendOptions, backends, make_backend
 
 
@@ -29,6 +29,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", required=True, type=Path, help="JSONL output; an existing file is resumed")
     p.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    json_option(p)
     p.set_defaults(func=run)
 
 
@@ -42,5 +43,9 @@ def run(args: argparse.Namespace) -> int:
     options = BackendOptions(args.llm, args.base_url, args.completions, args.max_tokens, args.device)
     backend = make_backend(args.backend, options)
     counts = generate_prompts(skills, args.n, backend, args.out, seed=args.seed, force=args.force)
-    print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    emit(
+        args,
+        {"out": str(args.out), "prompts": counts},
+        f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+    )
     return 0

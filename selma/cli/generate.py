@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import live_lora_option, non_negative_float, non_negative_int, positive_int, resolution
+from selma.cli._common import (
+    emit,
+    json_option,
+    live_lora_option,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    resolution,
+)
 
 HELP = "stage 2: images for a prompt file (resumable; accelerate launch shards it)"
 
@@ -32,6 +40,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--force", action="store_true", help="replace an output made with other settings")
     live_lora_option(p)
+    json_option(p)
     p.set_defaults(func=run)
 
 
@@ -68,5 +77,9 @@ def run(args: argparse.Namespace) -> int:
         prompt_file=args.prompts,
         force=args.force,
     )
-    print(f"{result['rendered']} rendered, {result['skipped']} already present, {result['total']} in {args.out}")
+    emit(
+        args,
+        {**result, "out": str(args.out)},
+        f"{result['rendered']} rendered, {result['skipped']} already present, {result['total']} in {args.out}",
+    )
     return 0

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from selma.cli._common import emit, json_option, print_json
 from selma.errors import SelmaError
 
 HELP = "add runs to a leaderboard CSV, or render it (Markdown + HTML)"
@@ -22,6 +23,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--variant")
     p.add_argument("--title")
     p.add_argument("--out", type=Path, help="render: output folder (default: the board's name)")
+    json_option(p)
     p.set_defaults(func=run)
 
 
@@ -33,9 +35,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.runs:
             raise SelmaError("leaderboard add needs at least one run directory")
         frame = add_runs(args.board, args.runs, model=args.model, variant=args.variant)
-        print(f"{args.board}: {len(frame)} rows")
+        emit(args, {"board": str(args.board), "rows": len(frame)}, f"{args.board}: {len(frame)} rows")
         return 0
     written = render(args.board, args.out or args.board.with_suffix(""), title=args.title)
+    if args.json:
+        print_json({name: str(path) for name, path in written.items()})
+        return 0
     print(written["markdown"].read_text(encoding="utf-8"))
     print(f"wrote {written['markdown']} and {written['html']}", file=sys.stderr)
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import float_list, non_negative_int, positive_int, role_path, unit_interval
+from selma.cli._common import emit, float_list, json_option, non_negative_int, positive_int, role_path, unit_interval
 
 HELP = "stage 4: merge experts (paper: sum of ΔW at 1/N; peft combination types)"
 
@@ -27,6 +27,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--fused-pipeline", type=Path, help="also save a full pipeline with the merge fused in")
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
     p.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    json_option(p)
     p.set_defaults(func=run)
 
 
@@ -52,5 +53,9 @@ def run(args: argparse.Namespace) -> int:
         fused_pipeline=args.fused_pipeline,
         force=args.force,
     )
-    print(f"{out}: {result['method']} merge of {', '.join(result['experts'])} at weights {result['weights']}")
+    emit(
+        args,
+        {**result, "out": str(out)},
+        f"{out}: {result['method']} merge of {', '.join(result['experts'])} at weights {result['weights']}",
+    )
     return 0

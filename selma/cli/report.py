@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from selma.cli._common import json_option, print_json
 from selma.errors import SelmaError
 
 HELP = "Markdown/LaTeX/CSV tables and a figure from runs"
@@ -25,6 +26,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
         help="put the runs beside the paper's numbers (runs labelled <model>/<variant>)",
     )
     p.add_argument("--model", help="with --paper: the base model of the paper's rows (sd-v1-4, sd-v2, sdxl-base)")
+    json_option(p)
     p.set_defaults(func=run)
 
 
@@ -40,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         print(write_paper_report(args.runs, args.paper, args.model, args.out)[0])
         return 0
     written = write_report(args.runs, args.out)
+    if args.json:
+        print_json({name: str(path) for name, path in written.items()})
+        return 0
     print((written["table.md"]).read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(p) for p in written.values())}", file=sys.stderr)
     return 0

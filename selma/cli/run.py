@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         for metric, info in planned.metrics.items():
             state = "cached" if info["cached"] else f"{info['model_calls']} model calls"
             print(f"  {metric}: {state}")
+        for role, path in planned.models.items():
+            print(f"  {role}: {path or 'not on this machine (downloaded when run online)'}")
         print(f"estimated time on {args.device}: about {planned.estimate_s:.0f} s (rough)")
         return 0
     result = run_variant(request, locator, workdir=args.workdir, out_root=args.out)
@@ -106,5 +108,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         generated = result["generated"]
         print(f"images: {generated['rendered']} rendered, {generated['skipped']} reused, in {result['dir']}")
+        for metric, folder in result["score_dirs"].items():
+            print(f"{metric} run: {folder} (`selma-bench leaderboard add BOARD.csv {folder}`)")
         print(result["table"])
     return 0

@@ -19,7 +19,11 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p = sub.add_parser("score", parents=[common["data"]], help="score a folder of images of a suite's prompts")
     p.add_argument("--suite", required=True)
     p.add_argument(
-        "--images", required=True, type=Path, help="imagefolder (metadata.jsonl) or <prompt_id>[_k].png files"
+        "--images",
+        required=True,
+        type=Path,
+        help="generate's folder, an imagefolder (metadata.jsonl or .csv), GenEval's <i>/samples/, T2I-CompBench's "
+        "samples/<prompt>_<k>.png, or files named by prompt id or text",
     )
     p.add_argument("--metric", required=True, action="append", choices=all_metrics().names())
     p.add_argument(

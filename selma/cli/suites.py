@@ -1,8 +1,9 @@
-"""`selma-bench suites`: list suites, or `suites show NAME`."""
+"""`selma-bench suites`: list suites, `suites show NAME`, or `suites export NAME` for another generator."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from selma.cli._common import data_locator, print_json, table
@@ -10,10 +11,21 @@ from selma.cli._common import data_locator, print_json, table
 
 def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     """Add `suites` to the subcommands."""
-    p = sub.add_parser("suites", parents=[common["data"]], help="list suites, or `suites show NAME`")
-    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    from selma.harness.layouts import EXPORT_FORMATS
+
+    p = sub.add_parser(
+        "suites", parents=[common["data"]], help="list suites, `suites show NAME`, or `suites export NAME --out F`"
+    )
+    p.add_argument("action", nargs="?", choices=["list", "show", "export"], default="list")
     p.add_argument("name", nargs="?")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="jsonl",
+        help="export: jsonl (prompt_id, text, category), txt (a prompt a line) or geneval (GenEval's metadata lines)",
+    )
+    p.add_argument("--out", type=Path, help="export: the file to write")
     p.set_defaults(func=run)
 
 
@@ -22,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from selma.harness.suites import describe_suite, suite_overview
 
     locator = data_locator(args)
+    if args.action == "export":
+        return _export(args, locator)
     if args.name is None:
         rows = suite_overview(locator)
         if args.json:
@@ -53,4 +67,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"    {s['status']}")
     for note in info.get("notes", []):
         print(f"note: {note}")
+    return 0
+
+
+def _export(args: argparse.Namespace, locator: Any) -> int:
+    from selma.errors import SelmaError
+    from selma.harness.layouts import export_prompts
+    from selma.harness.suites import load_suite
+
+    if not args.name or args.out is None:
+        raise SelmaError("suites export needs a suite name and --out FILE")
+    suite = load_suite(args.name, locator)
+    out = export_prompts(suite, args.out, args.format)
+    if args.json:
+        print_json({"suite": suite.name, "format": args.format, "prompts": len(suite.prompts), "out": str(out)})
+    else:
+        print(f"wrote {len(suite.prompts)} prompts of {suite.name} to {out} ({args.format})")
     return 0

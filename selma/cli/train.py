@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import non_negative_int, positive_float, positive_int
+from selma.cli._common import emit, json_option, non_negative_int, positive_float, positive_int
 from selma.errors import SelmaError
 
 HELP = "stage 3: train a LoRA (diffusers conventions, the paper's defaults)"
@@ -16,7 +16,12 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     """Add `train` to the subcommands."""
     p = sub.add_parser("train", help=HELP)
     p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True, nargs="+", help="image folders with metadata.jsonl, or datasets sources")
+    p.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="image folders (metadata.jsonl/.csv), save_to_disk folders, parquet files or folders, or hub datasets",
+    )
     p.add_argument("--out", type=Path, help="output folder")
     p.add_argument("--as", dest="as_variant", help="or: expert:<skill>, multi, gt:<name>, w2s:<weak> in --workdir")
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
@@ -49,11 +54,27 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
         choices=["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"],
     )
     p.add_argument("--lr-warmup-steps", type=non_negative_int, default=0)
+    p.add_argument(
+        "--report-to",
+        choices=["tensorboard", "wandb"],
+        help="log loss, learning rate and validation images (wandb: set WANDB_MODE=offline to stay offline)",
+    )
+    p.add_argument("--logging-dir", help="the tracker's folder (default: OUT/logs)")
+    p.add_argument(
+        "--validation-prompt",
+        action="append",
+        default=[],
+        help="a prompt rendered every --validation-steps into OUT/validation/step-N/ (repeat for several)",
+    )
+    p.add_argument("--validation-steps", type=positive_int, default=500)
+    p.add_argument("--dataset-config", help="the configuration of a `datasets.load_dataset` source")
+    p.add_argument("--split", default="train", help="the split of a datasets source (default: train)")
     p.add_argument("--image-column", default="image")
     p.add_argument("--caption-column", default="text")
     p.add_argument("--limit", type=positive_int, help="use the first N examples")
     p.add_argument("--device", help="cpu to force the CPU")
     p.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    json_option(p)
     p.set_defaults(func=run)
 
 
@@ -88,6 +109,12 @@ def run(args: argparse.Namespace) -> int:
         random_flip=args.random_flip,
         lr_scheduler=args.lr_scheduler,
         lr_warmup_steps=args.lr_warmup_steps,
+        report_to=args.report_to,
+        logging_dir=args.logging_dir,
+        validation_prompts=tuple(args.validation_prompt),
+        validation_steps=args.validation_steps,
+        dataset_config=args.dataset_config,
+        split=args.split,
         image_column=args.image_column,
         caption_column=args.caption_column,
         limit=args.limit,
@@ -96,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         model, [str(d) for d in args.data], out, config, resume=args.resume, device=args.device, force=args.force
     )
     if result:
-        print(
-            f"{out}: {result['steps']} steps on {result['n_examples']} examples; last loss {result['losses'][-1]:.4f}"
+        emit(
+            args,
+            {**result, "out": str(out)},
+            f"{out}: {result['steps']} steps on {result['n_examples']} examples; last loss {result['losses'][-1]:.4f}",
         )
     return 0

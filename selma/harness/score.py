@@ -1,7 +1,8 @@
 """``selma-bench score``: metrics on a folder of images of a suite's prompts (no regeneration).
 
-Images are matched to prompts through ``metadata.jsonl`` (``prompt_id`` as ``generate`` writes it,
-or the prompt text) or through file names ``<prompt id>.<ext>`` / ``<prompt id>_<k>.<ext>``.
+Images are matched to prompts in any layout of ``selma.harness.layouts``: ``generate``'s folders,
+imagefolders with ``metadata.jsonl`` or ``metadata.csv``, GenEval's and T2I-CompBench's outputs, and files
+named by prompt id or prompt text. Prompts without an image are a warning and a note in the result.
 Per-image metrics (PickScore, HPS, ImageReward, VQAScore) average each prompt's images, then the
 prompts. Question-answer metrics (DSG, TIFA) ask a VQA model the suite's questions about the first
 image of each prompt and score the answers with the same rules as ``rescore``.
@@ -9,7 +10,7 @@ image of each prompt and score the answers with the same rules as ``rescore``.
 
 from __future__ import annotations
 
-import re
+import logging
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -18,62 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from selma import __version__
-from selma.errors import DataInputError, SelmaError
+from selma.errors import SelmaError
+from selma.harness.layouts import ImageSet, find_images
 from selma.harness.metrics import all_metrics
 from selma.harness.metrics.images import image_sha256, load_rgb
 from selma.harness.scoring.conventions import QAConvention, resolve_convention
 from selma.harness.suites import DataLocator, Suite, load_suite
-from selma.io import config_hash, inside, read_jsonl
+from selma.io import config_hash
 from selma.results.schema import MetricSummary, Provenance, ScoreSummary
 from selma.results.store import existing_run, make_provenance, now, write_run
 from selma.shard import process_state, shard_map
 from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean, group_intervals
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """Image files per suite prompt id, and the ones that matched no prompt."""
-
-    by_prompt: dict[str, list[Path]]
-    unmatched: list[str]
-
-
-def find_images(folder: Path, suite: Suite) -> ImageSet:
-    """Match the images in ``folder`` to the prompts of ``suite``."""
-    if not folder.is_dir():
-        raise SelmaError(f"{folder}: no such image folder")
-    ids = {p.id for p in suite.prompts}
-    by_text = {p.text: p.id for p in suite.prompts}
-    found: dict[str, list[Path]] = defaultdict(list)
-    unmatched: list[str] = []
-    metadata = folder / "metadata.jsonl"
-    if metadata.is_file():
-        for row in read_jsonl(metadata, {"file_name": str}):
-            where = f"line {row['_line']}"
-            path = inside(folder, row["file_name"], path=metadata, row=where, field="file_name")
-            if not path.is_file():
-                raise DataInputError(
-                    f"no image {row['file_name']!r} in {folder}", path=metadata, row=where, field="file_name"
-                )
-            prompt_id = row.get("prompt_id") if row.get("prompt_id") in ids else by_text.get(row.get("text", ""))
-            if prompt_id is None:
-                unmatched.append(row["file_name"])
-            else:
-                found[prompt_id].append(path)
-    else:
-        pattern = re.compile(r"^(?P<id>.+?)(?:_(?P<k>\d+))?$")
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            match = pattern.match(path.stem)
-            prompt_id = path.stem if path.stem in ids else (match.group("id") if match else None)
-            if prompt_id in ids:
-                found[prompt_id].append(path)
-            else:
-                unmatched.append(path.name)
-    if not found:
-        raise SelmaError(f"{folder}: no image matches a prompt of suite '{suite.name}'")
-    return ImageSet({pid: sorted(paths) for pid, paths in found.items()}, unmatched)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -147,6 +105,16 @@ def score_folder(
         if cached is not None:
             return cached, run_dir, True
     notes = list(suite.notes)
+    missing = len(suite.prompts) - len(images.by_prompt)
+    if missing and limit is None:
+        zero = resolved is not None and resolved.missing_prompts == "zero"
+        note = f"{missing} of {len(suite.prompts)} prompts of suite '{suite.name}' have no image in {folder}" + (
+            ": they score 0 (the convention's rule)"
+            if zero
+            else f": the score covers the {len(prompt_ids)} prompts with images, not the whole suite"
+        )
+        log.warning(note)
+        notes.append(note)
     if images.unmatched:
         notes.append(f"{len(images.unmatched)} image(s) matched no prompt: {', '.join(images.unmatched[:5])}")
 
@@ -197,7 +165,8 @@ def _score_per_image(job: _Job) -> tuple[MetricSummary, dict[str, list[dict[str,
     values = shard_map(pairs, getattr(scorer, "batch_size", 8), score_chunk, job.scratch)
     notes.extend(getattr(scorer, "notes", []))
     image_records = [
-        {"prompt_id": pid, "file": str(path), "score": value} for (pid, path), value in zip(pairs, values, strict=True)
+        {"prompt_id": pid, "file": str(path.resolve()), "score": value}
+        for (pid, path), value in zip(pairs, values, strict=True)
     ]
     per_prompt: dict[str, list[float]] = defaultdict(list)
     for record in image_records:
@@ -288,6 +257,9 @@ def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]
         provenance=provenance(),
     )
     summary = summary.model_copy(update={"kind": "score"})
+    for record in scored.prompts:  # the image each prompt was judged on (reports show it)
+        if record["prompt_id"] in first:
+            record["file"] = str(first[record["prompt_id"]].resolve())
     return summary, {"prompts.jsonl": scored.prompts, "questions.jsonl": scored.questions}
 
 

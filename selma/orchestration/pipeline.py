@@ -19,6 +19,7 @@ from selma.io import config_hash, safe_id
 from selma.recipe.generate import GenerationSettings, generate, plan
 from selma.recipe.prompts import PromptItem
 from selma.recipe.variants import Variant, resolve_variant
+from selma.weights import check_weights
 
 # Rough seconds per image at the model's default size and steps, for --dry-run estimates only.
 SECONDS_PER_IMAGE = {
@@ -66,6 +67,8 @@ class RunPlan:
     images_dir: str
     metrics: dict[str, dict[str, Any]]
     estimate_s: float
+    models: dict[str, str | None] = field(default_factory=dict)
+    """Every scorer model the run needs (role -> local path, ``None`` where it is not on this machine)."""
 
 
 def score_dir(images_dir: Path, metric: str, checkpoints: dict[str, str], convention: str | None = None) -> Path:
@@ -89,9 +92,12 @@ class _Prepared:
     settings: GenerationSettings
     images_dir: Path
     metrics: tuple[str, ...]
+    models: dict[str, str | None]
 
 
-def _prepare(request: RunRequest, locator: DataLocator, workdir: Path, out_root: Path) -> _Prepared:
+def _prepare(
+    request: RunRequest, locator: DataLocator, workdir: Path, out_root: Path, *, strict: bool = True
+) -> _Prepared:
     suite = load_suite(request.suite, locator)
     prompts = [PromptItem(safe_id(p.id), p.text) for p in suite.prompts][: request.limit]
     variant = resolve_variant(
@@ -104,7 +110,39 @@ def _prepare(request: RunRequest, locator: DataLocator, workdir: Path, out_root:
     if not metrics:
         raise SelmaError(f"suite '{suite.name}' has no default metric: pass --metric (see `selma-bench metrics`)")
     check_metrics(suite, metrics, request)
-    return _Prepared(suite, prompts, variant, settings, out_root / name, metrics)
+    models = check_weights(
+        needed_weights(suite, metrics, request),
+        strict=strict,
+        how="pass a local directory (--vqa-model PATH for a VQA model, --checkpoint ROLE=PATH for a metric's "
+        "others), or run once online to fill the cache",
+    )
+    return _Prepared(suite, prompts, variant, settings, out_root / name, metrics, models)
+
+
+def needed_weights(suite: Suite, metrics: tuple[str, ...], request: RunRequest) -> dict[str, str]:
+    """The scorer models a run loads (``"<metric> <role>"`` -> reference): each metric's checkpoints with the
+    run's overrides, a VQA model by its registered name resolved to its checkpoint (the shapes world's exact
+    evaluator has none).
+    """
+    from selma.harness.metrics.vqa import vqa_spec
+    from selma.harness.score import default_vqa
+    from selma.harness.scoring.conventions import resolve_convention
+
+    needed = {}
+    for metric in metrics:
+        info = metric_info(metric)
+        roles = {**info.checkpoints, **request.checkpoints.get(metric, {})}
+        if info.kind == "qa":  # the suite's or the convention's VQA model unless the run names one
+            roles["vqa"] = request.checkpoints.get(metric, {}).get("vqa") or default_vqa(
+                suite, resolve_convention(metric, request.conventions.get(metric))
+            )
+        if "vqa" in roles:
+            spec = vqa_spec(roles.pop("vqa"))
+            model = roles.pop("model", None) or spec.checkpoint
+            if spec.factory is None and model:
+                roles[f"VQA model ({spec.name})"] = model
+        needed.update({f"{metric} {role}": ref for role, ref in roles.items() if ref})
+    return needed
 
 
 def check_metrics(suite: Suite, metrics: tuple[str, ...], request: RunRequest) -> None:
@@ -123,7 +161,7 @@ def check_metrics(suite: Suite, metrics: tuple[str, ...], request: RunRequest) -
 
 def plan_run(request: RunRequest, locator: DataLocator, *, workdir: Path, out_root: Path) -> RunPlan:
     """The plan of a run, without loading any model."""
-    prepared = _prepare(request, locator, workdir, out_root)
+    prepared = _prepare(request, locator, workdir, out_root, strict=False)
     jobs = plan(prepared.prompts, prepared.settings)
     cached = sum(1 for job in jobs if (prepared.images_dir / job.file_name).is_file())
     gpu = request.device.startswith("cuda")
@@ -152,6 +190,7 @@ def plan_run(request: RunRequest, locator: DataLocator, *, workdir: Path, out_ro
         str(prepared.images_dir),
         metrics,
         round(estimate, 1),
+        prepared.models,
     )
 
 

@@ -622,14 +622,25 @@ def plan_study(study: StudyConfig, out: Path, locator: Any) -> list[dict[str, An
     return rows
 
 
-def execute(units: list[Callable[[], Any]], launcher: str | None, folder: Path, params: dict[str, Any]) -> list[Any]:
-    """Run independent units here (``launcher=None``) or as a submitit job array.
+def execute(
+    units: list[Callable[[], Any]],
+    launcher: str | None,
+    folder: Path,
+    params: dict[str, Any],
+    *,
+    desc: str | None = None,
+    progress: bool = False,
+) -> list[Any]:
+    """Run independent units here (``launcher=None``, with a progress bar named ``desc``) or as a submitit
+    job array.
 
     ``launcher`` is a submitit cluster: ``slurm`` (one Slurm array per stage), ``local`` (subprocesses
     on this machine) or ``debug`` (in this process). ``params`` go to ``update_parameters``.
     """
     if launcher is None or not units:
-        return [unit() for unit in units]
+        from tqdm.auto import tqdm
+
+        return [unit() for unit in tqdm(units, desc=desc, unit="unit", disable=not progress or not units)]
     import submitit
 
     executor = submitit.AutoExecutor(folder=str(folder), cluster=launcher)
@@ -686,11 +697,12 @@ def run_study(
     )
     for stage, work in stages:
         clock = time.perf_counter()
-        execute(work, launcher, folder, params)
+        execute(work, launcher, folder, params, desc=f"study {stage}", progress=progress)
         timings[stage] = round(time.perf_counter() - clock, 2)
     requests = _requests(study)
     clock = time.perf_counter()
-    results = execute([partial(evaluate_cell, study, out, locator, r) for r in requests], launcher, folder, params)
+    cells = [partial(evaluate_cell, study, out, locator, r) for r in requests]
+    results = execute(cells, launcher, folder, params, desc="study evaluate", progress=progress)
     timings["evaluate"] = round(time.perf_counter() - clock, 2)
     built = {"timings": timings}
     rows = []

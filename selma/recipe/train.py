@@ -63,8 +63,14 @@ class TrainConfig:
     checkpoints_total_limit: int | None = None
     cache: bool = False  # cache VAE latents (both flips) and text embeddings, on disk
     cache_dir: str | None = None  # where the cache's files go (default: the system's temporary folder)
+    report_to: str | None = None  # an accelerate tracker: "tensorboard", "wandb" (WANDB_MODE=offline works), ...
+    logging_dir: str | None = None  # the tracker's folder (default: <out>/logs)
+    validation_prompts: tuple[str, ...] = ()  # rendered every validation_steps into <out>/validation/step-N/
+    validation_steps: int = 500
     image_column: str = "image"
     caption_column: str = "text"
+    dataset_config: str | None = None  # of a `datasets.load_dataset` source
+    split: str = "train"
     limit: int | None = None
 
     @classmethod
@@ -100,14 +106,18 @@ def effective_config(model: ResolvedModel, config: TrainConfig) -> TrainConfig:
     )
 
 
-def _identity(model: ResolvedModel, data: list[str], config: TrainConfig) -> dict[str, Any]:
+_NOT_WEIGHTS = ("cache_dir", "report_to", "logging_dir", "validation_prompts", "validation_steps")
+"""Settings that change what a run writes beside the weights, never the weights."""
+
+
+def _identity(model: ResolvedModel, data: list[Any], config: TrainConfig) -> dict[str, Any]:
     """What determines the weights: the model's and the data's content, and the settings (those that may
     change on resumption apart, under ``schedule``).
     """
     from selma.io import content_identity
     from selma.models import model_identity
 
-    settings = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE and k != "cache_dir"}
+    settings = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE and k not in _NOT_WEIGHTS}
     if config.vae:
         settings["vae"] = content_identity(config.vae)
     return {
@@ -127,7 +137,7 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 def train_lora(
     model: ResolvedModel,
-    data: list[str],
+    data: list[Any],
     out: Path,
     config: TrainConfig,
     *,
@@ -136,7 +146,8 @@ def train_lora(
     progress: bool = True,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Train a LoRA on ``data`` (image folders or ``datasets`` sources) into ``out``.
+    """Train a LoRA on ``data`` into ``out``: image folders, ``datasets`` sources (hub ids, ``save_to_disk``
+    folders, parquet) or ``datasets.Dataset`` objects (see ``load_image_text_dataset``).
 
     ``out`` is claimed before any work: a finished run with the same settings is not repeated, and
     one with other settings (or a resume with changed settings) is refused unless ``force``.
@@ -162,13 +173,15 @@ def train_lora(
     if existing is not None and resume is None and latest_checkpoint(out) is not None:
         raise SelmaError(f"{out} has checkpoints of an unfinished run: pass --resume latest, or choose another --out")
 
+    _check_tracker(config.report_to)
     cuda = torch.cuda.is_available() and device != "cpu"
     precision = config.mixed_precision if config.mixed_precision != "auto" else ("fp16" if cuda else "no")
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=precision,
         cpu=not cuda,
-        project_config=ProjectConfiguration(project_dir=str(out)),
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=config.logging_dir or str(out / "logs")),
+        log_with=config.report_to,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
     set_seed(config.seed)
@@ -196,7 +209,12 @@ def train_lora(
     resolution = config.resolution
 
     dataset = load_image_text_dataset(
-        data, image_column=config.image_column, caption_column=config.caption_column, limit=config.limit
+        data,
+        image_column=config.image_column,
+        caption_column=config.caption_column,
+        limit=config.limit,
+        config=config.dataset_config,
+        split=config.split,
     )
     encoder = _TextEncoder(parts, accelerator.device)
     cache_folder = tempfile.TemporaryDirectory(prefix="selma-latents-", dir=config.cache_dir) if config.cache else None
@@ -244,6 +262,11 @@ def train_lora(
             skip = (global_step % updates_per_epoch) * config.gradient_accumulation_steps
             losses = json.loads((checkpoint / LOSSES).read_text(encoding="utf-8"))[:global_step]
 
+    if config.report_to and accelerator.is_main_process:
+        accelerator.init_trackers(
+            "selma-lora", config={k: str(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+        )
+    validation = _Validation(model, parts, config, out, precision)
     bar = tqdm(
         total=config.max_train_steps,
         initial=global_step,
@@ -300,6 +323,10 @@ def train_lora(
                 accumulated, micro = 0.0, 0
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                if config.report_to:
+                    accelerator.log({"loss": losses[-1], "lr": lr_scheduler.get_last_lr()[0]}, step=global_step)
+                if accelerator.is_main_process and validation.due(global_step):
+                    validation.render(accelerator, accelerator.unwrap_model(unet), global_step)
                 if global_step % config.checkpointing_steps == 0 and accelerator.is_main_process:
                     _prune_checkpoints(out, config.checkpoints_total_limit)
                     _save_checkpoint(accelerator, out, global_step, losses)
@@ -312,6 +339,8 @@ def train_lora(
     accelerator.wait_for_everyone()
     result: dict[str, Any] = {}
     if accelerator.is_main_process:
+        if validation.prompts and not validation.done(global_step):
+            validation.render(accelerator, accelerator.unwrap_model(unet), global_step)
         _save_lora(accelerator.unwrap_model(unet), out, sdxl)
         provenance = make_provenance(identity, {}, seed=config.seed, started_at=started)
         result = {
@@ -319,7 +348,7 @@ def train_lora(
             "steps": global_step,
             "model": model.spec.name,
             "family": model.spec.family,
-            "data": data,
+            "data": [source if isinstance(source, str) else data_identity(source) for source in data],
             "n_examples": len(dataset),
             "losses": losses,
             "train_config": asdict(config),
@@ -410,6 +439,86 @@ def _load_components(model: ResolvedModel, device: Any, vae: str | None = None) 
         if name in parts:
             parts[name].requires_grad_(False)
     return parts
+
+
+def _check_tracker(name: str | None) -> None:
+    """A tracker that is not installed is an error (accelerate would drop it silently)."""
+    if name is None:
+        return
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
+    if name not in available:
+        raise SelmaError(f"--report-to {name}: choose one of {', '.join(available)}")
+    if not available[name]():
+        extra = "pip install 'selma-bench[tracking]'" if name == "tensorboard" else "pip install wandb"
+        raise SelmaError(f"--report-to {name}: {name} is not installed ({extra})")
+
+
+class _Validation:
+    """Validation prompts rendered with the LoRA being trained (diffusers' ``log_validation``): PNGs in
+    ``<out>/validation/step-<N>/`` and, with a tracker, the same images in its log.
+    """
+
+    def __init__(self, model: ResolvedModel, parts: dict[str, Any], config: TrainConfig, out: Path, precision: str):
+        self.model, self.parts, self.out, self.precision = model, parts, out, precision
+        self.prompts, self.every, self.seed = list(config.validation_prompts), config.validation_steps, config.seed
+        self.resolution = config.resolution
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` renders the validation prompts."""
+        return bool(self.prompts) and step % self.every == 0
+
+    def done(self, step: int) -> bool:
+        """Whether ``step``'s images exist (``prompts.txt`` is written after the last one)."""
+        return (self.out / "validation" / f"step-{step}" / "prompts.txt").is_file()
+
+    def render(self, accelerator: Any, unet: Any, step: int) -> Path:
+        """Render every prompt at ``step`` (fixed seeds, the model's steps and guidance) and log the images."""
+        import contextlib
+
+        import numpy as np
+        import torch
+
+        family = self.model.spec.family
+        components = {
+            k: self.parts[k]
+            for k in ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+            if self.parts.get(k) is not None
+        }
+        extra = {} if family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
+        pipe = pipeline_class(family).from_pretrained(self.model.source, unet=unet, **components, **extra)
+        pipe.set_progress_bar_config(disable=True)
+        folder = self.out / "validation" / f"step-{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        autocast = torch.autocast(accelerator.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        unet.eval()
+        images = []
+        with torch.no_grad(), autocast:
+            for i, prompt in enumerate(self.prompts):
+                image = pipe(
+                    prompt,
+                    num_inference_steps=self.model.spec.steps,
+                    guidance_scale=self.model.spec.guidance_scale,
+                    height=self.resolution,
+                    width=self.resolution,
+                    generator=torch.Generator().manual_seed(self.seed + i),
+                ).images[0]
+                image.save(folder / f"{i:02d}.png")
+                images.append(image)
+        unet.train()
+        (folder / "prompts.txt").write_text("".join(f"{p}\n" for p in self.prompts), encoding="utf-8")
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                for i, image in enumerate(images):
+                    tracker.writer.add_image(f"validation/{i:02d}", np.asarray(image), step, dataformats="HWC")
+            elif tracker.name == "wandb":
+                import wandb
+
+                logged = [wandb.Image(im, caption=p) for im, p in zip(images, self.prompts, strict=True)]
+                tracker.log({"validation": logged}, step=step)
+        return folder
 
 
 class _TextEncoder:

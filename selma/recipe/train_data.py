@@ -15,53 +15,114 @@ from selma.io import inside, read_jsonl
 
 
 def load_image_text_dataset(
-    sources: list[str], *, image_column: str = "image", caption_column: str = "text", limit: int | None = None
+    sources: list[Any],
+    *,
+    image_column: str = "image",
+    caption_column: str = "text",
+    limit: int | None = None,
+    config: str | None = None,
+    split: str = "train",
 ) -> Any:
-    """One ``datasets.Dataset`` of (image, text) from image folders or ``load_dataset`` sources.
+    """One ``datasets.Dataset`` of (image, text) from any mix of sources, concatenated.
 
-    A local folder must be an imagefolder with ``metadata.jsonl`` (``file_name``, ``text``), as
-    ``generate`` writes it; anything else is passed to ``datasets.load_dataset``. Several sources
-    are concatenated (the multi-skill and mixed-data baselines).
+    Several sources make the multi-skill and mixed-data baselines. A source is:
+
+    - a ``datasets.Dataset`` (or a ``DatasetDict``, of which ``split`` is taken);
+    - an imagefolder with ``metadata.jsonl`` (``file_name``, ``text``; what ``generate`` writes) or ``metadata.csv``;
+    - a folder written by ``save_to_disk`` (``load_from_disk``);
+    - a parquet file, or a folder of them;
+    - anything else ``datasets.load_dataset`` takes (a hub id, a local loading script), with ``config`` and
+      ``split``.
     """
     import datasets
 
     parts = []
     for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            check_image_folder(path, image_column=image_column, caption_column=caption_column)
-            try:
-                data = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
-            except Exception as exc:  # datasets raises many types for a damaged folder
-                raise DataInputError(f"not a readable imagefolder ({str(exc)[:200]})", path=path) from None
-        else:
-            try:
-                data = datasets.load_dataset(source, split="train")
-            except Exception as exc:  # datasets raises many types for an unreachable source
-                raise SelmaError(f"cannot load training data {source!r}: {exc}") from None
+        data = _load_source(
+            source, config=config, split=split, image_column=image_column, caption_column=caption_column
+        )
+        name = _describe(source)
         for column in (image_column, caption_column):
             if column not in data.column_names:
                 raise DataInputError(
-                    f"no column '{column}' (columns: {', '.join(data.column_names)})", path=source, field=column
+                    f"no column '{column}' (columns: {', '.join(data.column_names)})", path=name, field=column
                 )
         data = data.select_columns([image_column, caption_column])
         if image_column != "image" or caption_column != "text":
             data = data.rename_columns({image_column: "image", caption_column: "text"})
-        parts.append(data)
+        # one schema for every part (sources differ in how they store images), decoded by `decode_image`,
+        # which names the file of a broken image
+        features = datasets.Features({"image": datasets.Image(decode=False), "text": datasets.Value("string")})
+        try:
+            parts.append(data.cast(features))
+        except (ValueError, TypeError) as exc:
+            raise DataInputError(
+                f"columns '{image_column}' and '{caption_column}' must hold images and strings ({_first_line(exc)})",
+                path=name,
+            ) from None
     if not parts:
         raise SelmaError("no training data given")
     combined = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     if len(combined) == 0:
-        raise SelmaError(f"training data {', '.join(sources)} is empty")
+        raise SelmaError(f"training data {', '.join(_describe(s) for s in sources)} is empty")
     if limit is not None:
         combined = combined.select(range(min(limit, len(combined))))
-    # decoded by `decode_image`, which names the file of a broken image
-    return combined.cast_column("image", datasets.Image(decode=False))
+    return combined
+
+
+def _describe(source: Any) -> str:
+    return source if isinstance(source, str) else f"a {type(source).__name__}"
+
+
+def _saved_to_disk(path: Path) -> bool:
+    return any((path / name).is_file() for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
+def _load_source(source: Any, *, config: str | None, split: str, image_column: str, caption_column: str) -> Any:
+    import datasets
+
+    if isinstance(source, datasets.Dataset):
+        return source
+    if isinstance(source, datasets.DatasetDict):
+        return _split(source, split, "the DatasetDict")
+    path = Path(source)
+    try:
+        if path.is_dir() and ((path / "metadata.jsonl").is_file() or (path / "metadata.csv").is_file()):
+            check_image_folder(path, image_column=image_column, caption_column=caption_column)
+            return datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+        if path.is_dir() and _saved_to_disk(path):
+            data = datasets.load_from_disk(str(path))
+            return _split(data, split, source) if isinstance(data, datasets.DatasetDict) else data
+        if path.is_file() and path.suffix == ".parquet":
+            return datasets.load_dataset("parquet", data_files=[str(path)], split="train")
+        if path.is_dir() and not any(path.rglob("*.parquet")):
+            check_image_folder(path, image_column=image_column, caption_column=caption_column)  # says what is missing
+    except (DataInputError, SelmaError):
+        raise
+    except Exception as exc:  # datasets raises many types for a damaged folder or file
+        raise DataInputError(f"not a readable dataset ({_first_line(exc)})", path=path) from None
+    try:  # a hub id, a loading script, or a folder of data files (parquet, with its splits)
+        return datasets.load_dataset(str(source), config, split=split)
+    except Exception as exc:  # datasets raises many types for an unreachable source
+        raise SelmaError(
+            f"cannot load training data {source!r} (config {config}, split {split}): {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _split(data: Any, split: str, source: str) -> Any:
+    if split not in data:
+        raise SelmaError(f"{source}: no split {split!r} (splits: {', '.join(data)})")
+    return data[split]
 
 
 def check_image_folder(folder: Path, *, image_column: str = "image", caption_column: str = "text") -> None:
     """An imagefolder's ``metadata.jsonl``: every line an object with a file name inside the folder (an
-    existing, readable image) and a caption; errors name the file, line and field.
+    existing, readable image) and a caption; errors name the file, line and field. A ``metadata.csv``
+    is left to ``datasets`` to read.
     """
     from PIL import Image
 
@@ -133,12 +194,15 @@ def prepare_image(image: Any, resolution: int, crop_top_left: tuple[int, int] | 
     return Prepared(torch.from_numpy(array).permute(2, 0, 1).contiguous(), original, crop_top_left)
 
 
-def data_identity(source: str) -> str:
+def data_identity(source: Any) -> str:
     """What a training source contains: an imagefolder's ``metadata.jsonl`` and the images it lists (by
     content; other files such as provenance records do not count), else the source's content identity.
     """
     from selma.io import config_hash, content_identity, file_digest
 
+    if not isinstance(source, str):  # a datasets object: its fingerprint (content and the operations made on it)
+        splits = source.items() if hasattr(source, "items") else [("", source)]
+        return "dataset:" + ",".join(f"{name}={data._fingerprint}" for name, data in splits)
     folder = Path(source)
     metadata = folder / "metadata.jsonl"
     if not metadata.is_file():

@@ -77,11 +77,21 @@ def add_runs(board: Path, runs: list[Path], **labels: Any) -> pd.DataFrame:
 
 def read_board(board: Path) -> pd.DataFrame:
     """Read and check a leaderboard CSV."""
+    if not board.is_file():
+        raise DataInputError(
+            "no such leaderboard; start one with `selma-bench leaderboard add BOARD RUN...`", path=board
+        )
     try:
         frame = pd.read_csv(board, dtype={"config_hash": str})
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
         raise DataInputError(f"not a leaderboard CSV ({exc})", path=board) from None
     missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing and {"table", "base_model", "value"} <= set(frame.columns):
+        raise DataInputError(
+            "the paper's published numbers, not a leaderboard: `selma-bench reproduce` and `report --paper` "
+            "set them beside measured runs",
+            path=board,
+        )
     if missing:
         raise DataInputError(
             f"missing column(s) {', '.join(missing)}", path=board, row="line 1 (header)", field=missing[0]

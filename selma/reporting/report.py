@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,12 @@ from selma.errors import SelmaError
 from selma.harness.metrics import metric_heading
 from selma.harness.scoring.conventions import conventions as conventions_registry
 from selma.io import sha256_file
+from selma.reporting.grid import image_grid
 from selma.results.schema import MetricSummary, ScoreSummary
-from selma.results.store import make_provenance, now, read_summary
+from selma.results.store import make_provenance, now, read_records, read_summary
 from selma.stage import replace_output
+
+log = logging.getLogger(__name__)
 
 
 def headline(summary: ScoreSummary | MetricSummary, *, digits: int = 4) -> dict[str, Any]:
@@ -79,7 +83,9 @@ def figure(summaries: list[ScoreSummary | MetricSummary], path: Path) -> None:
 
 
 def write_report(run_dirs: list[Path], out: Path) -> dict[str, Path]:
-    """Write ``table.md``, ``table.tex``, ``table.csv``, ``figure.png`` and ``report.json`` into ``out``."""
+    """Write ``table.md``, ``table.tex``, ``table.csv``, ``figure.png``, ``report.json`` and, when the runs
+    record their images, ``grid.png`` (the same prompts rendered by each run) into ``out``.
+    """
     if not run_dirs:
         raise SelmaError("report needs at least one run directory")
     started = now()
@@ -119,13 +125,52 @@ def write_report(run_dirs: list[Path], out: Path) -> dict[str, Path]:
         (tmp / "table.tex").write_text(latex, encoding="utf-8")
         table.to_csv(tmp / "table.csv", index=False)
         figure(summaries, tmp / "figure.png")
+        grid = _grid(run_dirs, summaries)
+        if grid is not None:
+            image_grid(grid[0], grid[1], tmp / "grid.png")
+        else:
+            log.info("no grid.png: the runs record no images of the same prompts")
         (tmp / "report.json").write_text(
             json.dumps({"rows": table.to_dict(orient="records"), "provenance": provenance.model_dump()}, indent=2),
             encoding="utf-8",
         )
 
     replace_output(out, "report", config, build)
-    return {name: out / name for name in ("table.md", "table.tex", "table.csv", "figure.png", "report.json")}
+    names = ("table.md", "table.tex", "table.csv", "figure.png", "grid.png", "report.json")
+    return {name: out / name for name in names if (out / name).is_file()}
+
+
+GRID_PROMPTS = 6
+
+
+def _grid(run_dirs: list[Path], summaries: list[Any]) -> tuple[dict[str, list[Path | None]], list[str]] | None:
+    """The same prompts' images from each run (rows: run labels), or ``None`` when the runs record no images.
+
+    Prompts are the first ``GRID_PROMPTS`` that every run has an image of, in suite order.
+    """
+    files: list[dict[str, Path]] = []
+    texts: dict[str, str] = {}
+    for run in run_dirs:
+        try:
+            records = read_records(run, "prompts")
+            images = read_records(run, "images") if "images" in read_summary(run).records else []
+        except (SelmaError, OSError, ValueError):  # a run kept without its records: no grid, the tables stand
+            return None
+        texts.update({r["prompt_id"]: r.get("text") or r["prompt_id"] for r in records})
+        own = {r["prompt_id"]: Path(r["file"]) for r in records if r.get("file")}
+        for record in images:
+            own.setdefault(record["prompt_id"], Path(record["file"]))
+        files.append({pid: path for pid, path in own.items() if path.is_file()})
+    shared = [pid for pid in texts if all(pid in own for own in files)][:GRID_PROMPTS]
+    if not shared:
+        return None
+    rows: dict[str, list[Path | None]] = {}
+    for summary, own in zip(summaries, files, strict=True):
+        label = summary.label
+        while label in rows:
+            label += "'"
+        rows[label] = [own[pid] for pid in shared]
+    return rows, [texts[pid] for pid in shared]
 
 
 def paper_table(run_dirs: list[Path], table: str, base_model: str) -> pd.DataFrame:

@@ -51,12 +51,25 @@ def suite_overview(locator: DataLocator) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for name in registry:
         spec = registry.get(name)
-        missing = [s["path"] for s in file_status(spec, locator) if s["required"] and s["found_at"] is None]
-        data = "missing" if missing else "found"
+        data = _data_state(spec, file_status(spec, locator), locator)
         rows.append(
             {"name": name, "title": spec.title, "prompts": spec.n_prompts, "scoring": spec.scoring, "data": data}
         )
     return rows
+
+
+def _data_state(spec: SuiteSpec, status: list[dict[str, Any]], locator: DataLocator) -> str:
+    """``found``, ``found (no <role>)`` when an optional file is absent, ``download on first use`` when every
+    absent required file has a public location and downloads are allowed, else ``missing``.
+    """
+    absent = [row for row in status if row["found_at"] is None]
+    required = [row for row in absent if row["required"]]
+    if not absent:
+        return "found"
+    if not required:
+        return f"found (no {', '.join(str(row['role']) for row in absent)})"
+    downloadable = not locator.offline and all(locator.url_for(spec.files[str(row["role"])]) for row in required)
+    return "download on first use" if downloadable else "missing" + (" (offline)" if locator.offline else "")
 
 
 def describe_suite(name: str, locator: DataLocator) -> dict[str, Any]:

@@ -15,14 +15,10 @@ from tqdm.auto import tqdm
 from selma.errors import DataNotFoundError, SelmaError
 from selma.harness.suites.spec import DataFile
 from selma.io import default_cache_dir, sha256_file
+from selma.weights import OFFLINE_ENV, is_offline
 
 DATA_ENV = "SELMA_BENCH_DATA"
-OFFLINE_ENV = "SELMA_BENCH_OFFLINE"
 MIRROR_ENV = "SELMA_BENCH_MIRROR"
-
-
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() not in ("", "0", "false", "no")
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ class DataLocator:
         overrides: Mapping[str, Path] | None = None,
     ) -> DataLocator:
         """Build a locator from CLI values and the environment variables named above."""
-        offline = offline or _truthy(os.environ.get(OFFLINE_ENV)) or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+        offline = offline or is_offline()
         return cls(
             data_dir=Path(data_dir) if data_dir else None,
             cache_dir=default_cache_dir(),
