@@ -125,3 +125,16 @@ def test_the_readme_offline_dsg_run_on_tiny_models(
     assert f"dsg VQA model (blip): {blip}" in capsys.readouterr().out
     assert main(run) == 0
     assert "### DSG ↑" in capsys.readouterr().out
+
+
+def test_the_generation_dtype_is_part_of_the_images_key(
+    tiny_models: dict[str, Path], tiny_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--suite", "drawbench", "--model", str(tiny_models["tiny-sd1"]), "--metric", "pickscore"]
+    args += ["--checkpoint", f"model={tiny_clip}", "--checkpoint", f"processor={tiny_clip}", "--limit", "1"]
+    args += ["--data-dir", str(DATA), "--out", str(tmp_path), "--dry-run", "--json"]
+    folders = []
+    for dtype in ("float32", "bfloat16"):
+        assert main([*args, "--dtype", dtype]) == 0
+        folders.append(json.loads(capsys.readouterr().out)["images_dir"])
+    assert folders[0] != folders[1]

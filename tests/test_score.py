@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,24 @@ def test_a_report_shows_the_same_prompts_of_each_run_as_a_grid(
     written = write_report(runs, tmp_path / "report")
     with Image.open(written["grid.png"]) as grid:  # 2 rows of 128 px under the captions, 4 prompts of 128 px
         assert grid.width == 190 + 128 * min(4, GRID_PROMPTS) and grid.height > 2 * 128
+
+
+def test_the_leaderboard_page_shows_the_hardest_prompts_as_images(
+    drawbench_images: Path, tiny_clip: Path, locator: DataLocator, tmp_path: Path
+) -> None:
+    from selma.reporting.leaderboard import add_runs, render
+
+    checkpoints = {"model": str(tiny_clip), "processor": str(tiny_clip)}
+    _, run, _ = score_folder(
+        "drawbench",
+        drawbench_images,
+        "pickscore",
+        locator,
+        checkpoints=checkpoints,
+        label="tiny/base",
+        out=tmp_path / "run",
+    )
+    add_runs(tmp_path / "board.csv", [run])
+    html = render(tmp_path / "board.csv", tmp_path / "site")["html"].read_text()
+    thumbs = re.findall(r'<img class="thumb" alt="([^"]*)" src="data:image/png;base64,', html)
+    assert len(thumbs) == 3 and all(thumbs)  # the 3 hardest prompts, each with its image and its text

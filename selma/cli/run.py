@@ -42,6 +42,9 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--images-per-prompt", type=positive_int, default=1)
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="generation dtype (GPU: float16)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=4)
     live_lora_option(p)
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         fuse_lora=not args.live_lora,
+        dtype=args.dtype,
     )
     locator = data_locator(args)
     if args.dry_run:

@@ -52,6 +52,8 @@ class RunRequest:
     batch_size: int = 4
     fuse_lora: bool = True
     """Fuse the variant's LoRA into the weights (base speed); ``False`` keeps a live adapter."""
+    dtype: str = "float32"
+    """The generation dtype (``float16`` or ``bfloat16`` on a GPU); part of the images' cache key."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,9 @@ def _prepare(
     variant = resolve_variant(
         request.model, request.variant, workdir=workdir, step=request.lora_step, fuse=request.fuse_lora
     )
-    settings = GenerationSettings.for_variant(variant, images_per_prompt=request.images_per_prompt, seed=request.seed)
+    settings = GenerationSettings.for_variant(
+        variant, images_per_prompt=request.images_per_prompt, seed=request.seed, dtype=request.dtype
+    )
     key = config_hash({"settings": asdict(settings), "prompts": [asdict(p) for p in prompts]})[:12]
     name = f"{suite.name}-{safe_id(variant.model.spec.name)}-{safe_id(request.variant)}-{key}"
     metrics = request.metrics or default_metrics(suite)
@@ -204,7 +208,7 @@ def run_variant(request: RunRequest, locator: DataLocator, *, workdir: Path, out
         prepared.prompts,
         prepared.settings,
         prepared.images_dir,
-        lambda: prepared.variant.load(device=request.device),
+        lambda: prepared.variant.load(device=request.device, dtype=request.dtype),
         batch_size=request.batch_size,
     )
     summaries, tables, score_dirs = [], [], {}

@@ -45,11 +45,6 @@ def merge_experts(
 
     ``out`` is claimed first: a merge of other experts or settings there is refused unless ``force``.
     """
-    import torch
-    from diffusers import UNet2DConditionModel
-    from peft import get_peft_model
-    from peft.utils import get_peft_model_state_dict
-
     if method not in METHODS:
         raise SelmaError(f"unknown merge method {method!r}; choose one of: {', '.join(METHODS)}")
     if len(experts) < 2:
@@ -83,6 +78,11 @@ def merge_experts(
     existing = check(out, "merge", config, force=force)
     if existing is not None and existing.complete and (out / LORA_FILE).is_file():
         return existing.record
+    # the libraries only now: a finished merge is answered without importing them
+    import torch
+    from diffusers import UNet2DConditionModel
+    from peft import get_peft_model
+    from peft.utils import get_peft_model_state_dict
 
     loaded = [(name, *read_unet_lora(experts[name], model.spec.family)) for name in names]
     unet = UNet2DConditionModel.from_pretrained(model.source, subfolder="unet")

@@ -152,15 +152,6 @@ def train_lora(
     ``out`` is claimed before any work: a finished run with the same settings is not repeated, and
     one with other settings (or a resume with changed settings) is refused unless ``force``.
     """
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-    from diffusers import DDPMScheduler
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import cast_training_params
-    from peft import LoraConfig
-    from tqdm.auto import tqdm
-
     started = now()
     if resume not in (None, "latest") and not Path(resume).is_dir():
         raise SelmaError(f"--resume {resume}: no such checkpoint folder (give 'latest' or a checkpoint-N folder)")
@@ -170,6 +161,16 @@ def train_lora(
     finished = existing is not None and existing.complete and (out / LORA_FILE).is_file()
     if finished and existing.record.get("steps", 0) >= config.max_train_steps:
         return existing.record
+    # the libraries only now: a finished run is answered without importing them (seconds per call)
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import cast_training_params
+    from peft import LoraConfig
+    from tqdm.auto import tqdm
+
     if existing is not None and resume is None and latest_checkpoint(out) is not None:
         raise SelmaError(f"{out} has checkpoints of an unfinished run: pass --resume latest, or choose another --out")
 

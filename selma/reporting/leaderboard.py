@@ -48,13 +48,25 @@ def row_from_run(
     label_model, _, label_variant = summary.label.partition("/")
     worst_first = higher_is_better(summary.metric)
     prompts = sorted(read_records(run_dir, "prompts"), key=lambda r: r["score"], reverse=not worst_first)[:hardest]
+    files = {p["prompt_id"]: p["file"] for p in prompts if p.get("file")}  # QA runs: the image judged
+    if "images" in summary.records:  # per-image metrics: the prompt's first image
+        for record in read_records(run_dir, "images"):
+            files.setdefault(record["prompt_id"], record["file"])
     return {
         "model": model or label_model,
         "variant": variant or label_variant or "base",
         **headline(summary),
         "by_category": json.dumps({k: round(v, 4) for k, v in summary.by_category.items()}),
         "hardest_prompts": json.dumps(
-            [{"id": p["prompt_id"], "text": p.get("text", ""), "score": round(p["score"], 4)} for p in prompts]
+            [
+                {
+                    "id": p["prompt_id"],
+                    "text": p.get("text", ""),
+                    "score": round(p["score"], 4),
+                    "file": files.get(p["prompt_id"]),
+                }
+                for p in prompts
+            ]
         ),
         "config_hash": summary.provenance.config_hash,
         "run": str(run_dir),
@@ -145,6 +157,30 @@ def _plot(frame: pd.DataFrame) -> str:
 TEMPLATE = Path(__file__).with_name("templates") / "leaderboard.html.j2"
 
 
+THUMBNAIL = 96
+
+
+def _thumbnail(file: str | None) -> str | None:
+    """A base64 PNG thumbnail of an image file for the self-contained page; ``None`` if it is not here."""
+    import base64
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not file or not Path(file).is_file():
+        return None
+    try:
+        with Image.open(file) as image:
+            small = image.convert("RGB")
+            resample = Image.Resampling.NEAREST if small.width < THUMBNAIL else Image.Resampling.LANCZOS
+            small = small.resize((THUMBNAIL, round(THUMBNAIL * small.height / small.width)), resample)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def render(board: Path, out: Path, title: str | None = None) -> dict[str, Path]:
     """Write ``leaderboard.md`` and ``index.html`` for the leaderboard CSV ``board``."""
     from jinja2 import Environment
@@ -157,7 +193,8 @@ def render(board: Path, out: Path, title: str | None = None) -> dict[str, Path]:
     rows = []
     for record in frame.to_dict(orient="records"):
         record["categories"] = json.loads(record["by_category"] or "{}")
-        record["hardest"] = json.loads(record["hardest_prompts"] or "[]")
+        hardest = json.loads(record["hardest_prompts"] or "[]")
+        record["hardest"] = [{**p, "thumb": _thumbnail(p.get("file"))} for p in hardest]
         rows.append(record)
     categories = list(dict.fromkeys(c for r in rows for c in r["categories"]))
     html = (

@@ -46,14 +46,16 @@ class RougeFilter:
     """Rejects a candidate whose ROUGE-L F with any pooled text exceeds the threshold."""
 
     def __init__(self, threshold: float = GenerationSettings.rouge_threshold) -> None:
-        from rouge_score import rouge_scorer
-
-        self.scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
         self.threshold = threshold
+        self._scorer: Any = None  # rouge_score imports nltk (seconds): only when a candidate is compared
 
     def max_similarity(self, candidate: str, pool: Sequence[str]) -> float:
         """The highest ROUGE-L F of ``candidate`` against ``pool``."""
-        return max((self.scorer.score(text, candidate)["rougeL"].fmeasure for text in pool), default=0.0)
+        if self._scorer is None:
+            from rouge_score import rouge_scorer
+
+            self._scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+        return max((self._scorer.score(text, candidate)["rougeL"].fmeasure for text in pool), default=0.0)
 
     def accepts(self, candidate: str, pool: Sequence[str]) -> bool:
         """Whether ``candidate`` is different enough from every pooled text."""
