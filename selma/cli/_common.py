@@ -10,26 +10,24 @@ from typing import Any
 from selma.errors import SelmaError
 
 
-def positive_int(value: str) -> int:
-    """An integer of at least 1 (argparse type)."""
+def _int_at_least(value: str, minimum: int, what: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+        number = minimum - 1
+    if number < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
     return number
+
+
+def positive_int(value: str) -> int:
+    """An integer of at least 1 (argparse type)."""
+    return _int_at_least(value, 1, "a positive integer")
 
 
 def non_negative_int(value: str) -> int:
     """An integer of at least 0 (argparse type)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {value!r}")
-    return number
+    return _int_at_least(value, 0, "an integer of at least 0")
 
 
 def number_in(value: str, what: str, ok: Any) -> float:
