@@ -97,7 +97,18 @@ def quiet_libraries(*, progress: bool) -> None:
         if library in ("diffusers", "transformers") and f"{library}.utils.logging" in sys.modules:
             sys.modules[f"{library}.utils.logging"].set_verbosity_error()
     warnings.filterwarnings("ignore", module=rf"({'|'.join(LIBRARIES)})(\.|$)")
-    if not progress:  # tqdm read TQDM_DISABLE (set by main) at import; the libraries have their own switches
+    if not progress:  # every bar, also those whose caller passes ``disable=`` (which overrides TQDM_DISABLE)
+        import tqdm.std
+
+        if not getattr(tqdm.std.tqdm.__init__, "selma_quiet", False):
+            original = tqdm.std.tqdm.__init__
+
+            def quiet_init(self: Any, *args: Any, **kwargs: Any) -> None:
+                kwargs["disable"] = True
+                original(self, *args, **kwargs)
+
+            quiet_init.selma_quiet = True  # type: ignore[attr-defined]
+            tqdm.std.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         for module, switch in (
             ("huggingface_hub.utils", "disable_progress_bars"),
