@@ -216,8 +216,8 @@ CASES = [
     ),
     Case(
         "generate-steps-0",
-        ["generate", "--prompts", "p", "--model", "tiny-sd1", "--out", "o", "--steps", "0"],
-        "--steps",
+        ["generate", "--prompts", "p", "--model", "tiny-sd1", "--out", "o", "--inference-steps", "0"],
+        "--inference-steps",
     ),
     Case(
         "generate-limit-negative",
@@ -250,31 +250,31 @@ CASES = [
     # train
     Case(
         "train-truncated-metadata",
-        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--steps", "1"],
+        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--max-train-steps", "1"],
         "metadata.jsonl: line 2: not valid JSON",
         lambda w: _image_folder(w, metadata='{"file_name": "images/a_0.png", "text": "a"}\n{"file_na'),
     ),
     Case(
         "train-empty-metadata",
-        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--steps", "1"],
+        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--max-train-steps", "1"],
         "metadata.jsonl: no images listed",
         lambda w: _image_folder(w, metadata=""),
     ),
     Case(
         "train-not-an-image",
-        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--steps", "1"],
+        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--max-train-steps", "1"],
         "line 2: field 'file_name'",
         lambda w: _image_folder(w, broken="not-an-image"),
     ),
     Case(
         "train-truncated-png",
-        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--steps", "1"],
+        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--max-train-steps", "1"],
         "not a readable image",
         lambda w: _image_folder(w, broken="truncated"),
     ),
     Case(
         "train-path-outside",
-        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--steps", "1"],
+        ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--max-train-steps", "1"],
         "points outside",
         lambda w: _image_folder(w, metadata='{"file_name": "../../../../etc/hostname", "text": "a"}\n'),
     ),
@@ -284,7 +284,11 @@ CASES = [
         ["train", "--model", "tiny-sd1", "--data", "d", "--out", "o", "--learning-rate", "-1"],
         "--learning-rate",
     ),
-    Case("train-steps-0", ["train", "--model", "tiny-sd1", "--data", "d", "--out", "o", "--steps", "0"], "--steps"),
+    Case(
+        "train-steps-0",
+        ["train", "--model", "tiny-sd1", "--data", "d", "--out", "o", "--max-train-steps", "0"],
+        "--max-train-steps",
+    ),
     Case(
         "train-resume-missing",
         ["train", "--model", "tiny-sd1", "--data", "{w}/imgs", "--out", "{w}/lora", "--resume", "{w}/nope"],
@@ -347,8 +351,10 @@ CASES = [
     ),
     # demo, world, study, suites, run
     Case("demo-prompts-0", ["demo", "--prompts-per-skill", "0"], "--prompts-per-skill"),
-    Case("demo-steps-0", ["demo", "--steps", "0"], "--steps"),
-    Case("world-train-steps-0", ["world", "train", "--steps", "0", "--out", "o"], "--steps"),
+    Case("demo-steps-0", ["demo", "--max-train-steps", "0"], "--max-train-steps"),
+    Case("world-train-steps-0", ["world", "train", "--max-train-steps", "0", "--out", "o"], "--max-train-steps"),
+    Case("renamed-steps", ["demo", "--steps", "5"], "--steps was renamed: use --max-train-steps"),
+    Case("renamed-lr", ["world", "train", "--lr", "0.1", "--out", "o"], "--lr was renamed: use --learning-rate"),
     Case("world-eval-unknown-model", ["world", "eval", "shapes-nope"], "unknown model 'shapes-nope'"),
     Case(
         "study-rank-four",

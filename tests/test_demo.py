@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,5 +80,12 @@ def test_demo_runs_the_study_in_the_world_deterministically(tmp_path: Path) -> N
     run_demo(tmp_path / "a", SMALL, progress=False)  # a re-run builds nothing
     assert {p: p.stat().st_mtime_ns for p in images} == stamps
 
-    run_demo(tmp_path / "b", SMALL, progress=False)  # the same seed elsewhere: the same table, bit for bit
-    assert (tmp_path / "b" / "reports" / "per_skill.csv").read_bytes() == reports["per_skill.csv"].read_bytes()
+    # the same seed rebuilds the same bytes: one expert's LoRA and its evaluation run, deleted and built again
+    expert = work / "experts" / "world_count" / "pytorch_lora_weights.safetensors"
+    lora, table = expert.read_bytes(), reports["per_skill.csv"].read_bytes()
+    (evaluated,) = (tmp_path / "a" / "runs").glob("shapes-mini-shapes-base-expert-world_count-*")
+    shutil.rmtree(expert.parent)
+    shutil.rmtree(evaluated)
+    run_demo(tmp_path / "a", SMALL, progress=False)
+    assert expert.read_bytes() == lora and (evaluated / "images").is_dir()
+    assert reports["per_skill.csv"].read_bytes() == table

@@ -80,7 +80,7 @@ def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_generate_killed_resumes_exactly_and_refuses_a_changed_seed(prompts: Path, tmp_path: Path) -> None:
     args = ["generate", "--prompts", str(prompts), "--model", "tiny-sd1", "--out", "{out}", "--batch-size", "2"]
-    args += ["--images-per-prompt", "2", "--steps", "2"]
+    args += ["--images-per-prompt", "2", "--inference-steps", "2"]
     _resume_matches(args, "generate.image", 12, tmp_path, Path("."))
     out = tmp_path / "refused"
     command = [a.replace("{out}", str(out)) for a in args]
@@ -107,7 +107,8 @@ def _training_images(folder: Path) -> Path:
 @pytest.mark.slow
 def test_train_killed_resumes_exactly_with_every_loss_and_refuses_a_changed_rate(tmp_path: Path) -> None:
     data = _training_images(tmp_path / "data")
-    args = ["train", "--model", "tiny-sd1", "--data", str(data), "--out", "{out}", "--steps", "6", "--rank", "4"]
+    args = ["train", "--model", "tiny-sd1", "--data", str(data), "--out", "{out}", "--max-train-steps", "6"]
+    args += ["--rank", "4"]
     args += ["--alpha", "4", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--checkpointing-steps", "2"]
     args += ["--checkpoints-total-limit", "5", "--device", "cpu", "--resume", "latest"]
     _resume_matches(args, "train.step", 6, tmp_path, Path("."))
@@ -130,7 +131,8 @@ def test_train_killed_resumes_exactly_with_every_loss_and_refuses_a_changed_rate
 @pytest.mark.slow
 def test_lora_bytes_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
     data = _training_images(tmp_path / "data")
-    args = ["train", "--model", "tiny-sd1", "--data", str(data), "--steps", "1", "--rank", "4", "--alpha", "4"]
+    args = ["train", "--model", "tiny-sd1", "--data", str(data), "--max-train-steps", "1", "--rank", "4"]
+    args += ["--alpha", "4"]
     args += ["--batch-size", "2", "--gradient-accumulation-steps", "1", "--device", "cpu"]
     files = []
     for seed in ("1", "2"):

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ANSWERS
+from PIL import Image
 
 from selma.cli import main
 from selma.harness.rescore import RescoreRequest, rescore
@@ -15,6 +18,7 @@ from selma.harness.suites import DataLocator
 from selma.reporting.leaderboard import add_runs, read_board, render
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+MARK = (255, 0, 255)  # the colour of every image judged: the browser's screenshot must show it
 
 
 @pytest.fixture
@@ -32,6 +36,11 @@ def board(locator: DataLocator, tmp_path: Path) -> Path:
     rows = [json.loads(line) for line in prompts.read_text().splitlines()]
     worst = min(rows, key=lambda r: r["score"])
     worst["text"] = '<script>document.title="pwned"</script><b>bold</b> & more'
+    for row in rows:  # the images the VQA model judged, as a QA run records them
+        row["file"] = str(tmp_path / "images" / f"{row['prompt_id']}.png")
+    (tmp_path / "images").mkdir()
+    for row in sorted(rows, key=lambda r: r["score"])[:3]:
+        Image.new("RGB", (64, 64), MARK).save(row["file"])
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = tmp_path / "leaderboards" / "dsg.csv"
     add_runs(path, runs)
@@ -65,6 +74,7 @@ def test_render_markdown_and_escaped_html(board: Path, tmp_path: Path) -> None:
     html = written["html"].read_text()
     assert "&lt;script&gt;document.title=&#34;pwned&#34;&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt; &amp; more" in html
     assert "<script>document.title" not in html and 'src="data:image/png;base64,' in html
+    assert html.count('<img class="thumb"') == 3  # pali's hardest prompts have their images here; mplug's differ
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed")
@@ -73,7 +83,7 @@ def test_a_reader_sees_the_page_in_chromium(board: Path, tmp_path: Path) -> None
     written = render(board, tmp_path / "site", title="DSG-1K")
     url = written["html"].resolve().as_uri()
 
-    def dom(fragment: str) -> str:
+    def browse(fragment: str, *output: str) -> str:
         flags = [
             "--headless",
             "--no-sandbox",
@@ -84,11 +94,14 @@ def test_a_reader_sees_the_page_in_chromium(board: Path, tmp_path: Path) -> None
             "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}",
             "--virtual-time-budget=2000",
-            "--dump-dom",
+            *output,
         ]
         result = subprocess.run([CHROMIUM, *flags, url + fragment], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
+
+    def dom(fragment: str) -> str:
+        return browse(fragment, "--dump-dom")
 
     def order(page: str) -> list[str]:
         body = page[page.index('<table id="board">') : page.index("</table>")]
@@ -98,6 +111,15 @@ def test_a_reader_sees_the_page_in_chromium(board: Path, tmp_path: Path) -> None
     assert order(ascending) == ["pali", "mplug"] and order(descending) == ["mplug", "pali"]  # 80.5 < 83.0
     assert "<title>DSG-1K</title>" in descending  # the injected script did not run
     assert "&lt;script&gt;document.title" in descending and "&lt;b&gt;bold&lt;/b&gt;" in descending
+    assert descending.count('<img class="thumb"') == 3
+
+    # what a reader sees, kept with the test's artefacts ($SELMA_TEST_ARTIFACTS in CI)
+    shot = Path(os.environ.get("SELMA_TEST_ARTIFACTS", tmp_path)) / "leaderboard-chromium.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    browse("", f"--screenshot={shot}", "--window-size=1200,2400", "--hide-scrollbars")
+    with Image.open(shot) as image:
+        marked = int((np.asarray(image.convert("RGB")) == MARK).all(axis=-1).sum())
+    assert marked >= 3 * 80 * 80  # the three 96-pixel thumbnails were drawn (borders and rounding aside)
 
 
 def test_leaderboard_cli(board: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -118,7 +118,7 @@ def test_seeds_make_images_independent_of_other_prompts(tiny_models: dict[str, P
 def test_two_processes_equal_one_byte_for_byte(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": p.id, "text": p.text}) + "\n" for p in PROMPTS))
-    args = ["generate", "--prompts", str(prompts), "--model", str(tiny_models["tiny-sd1"]), "--steps", "3"]
+    args = ["generate", "--prompts", str(prompts), "--model", str(tiny_models["tiny-sd1"]), "--inference-steps", "3"]
     args += ["--images-per-prompt", "2", "--batch-size", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     bin_dir = Path(sys.executable).parent
@@ -135,6 +135,46 @@ def test_two_processes_equal_one_byte_for_byte(tiny_models: dict[str, Path], tmp
     # both ranks worked (their lines may interleave on the shared stdout)
     assert sorted(int(n) for n in re.findall(r"(\d+) rendered", two.stdout)) == [2, 4]
     assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
+
+
+@pytest.mark.slow
+def test_hub_ids_resolve_at_a_revision_pinned_into_the_cache_key(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    # a Hugging Face cache holding two commits of a hub pipeline outside the registry, its main branch at the first
+    repo = tmp_path / "hub" / "models--someone--tiny-sd1"
+    first, second = "a" * 40, "b" * 40
+    for commit in (first, second):
+        shutil.copytree(tiny_models["tiny-sd1"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(first)
+    (tmp_path / "p.txt").write_text("a red cat\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+
+    def generate_cli(out: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        args = ["generate", "--prompts", "p.txt", "--model", "someone/tiny-sd1", "--out", out, "--inference-steps", "2"]
+        command = [Path(sys.executable).parent / "selma-bench", *args, *extra]
+        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+
+    models = {}
+    for out, extra in (("main", ()), ("second", ("--revision", second))):
+        assert generate_cli(out, *extra).returncode == 0
+        models[out] = json.loads((tmp_path / out / ".selma-stage.json").read_text())["config"]["model"]
+    assert models == {"main": f"someone/tiny-sd1@{first}", "second": f"someone/tiny-sd1@{second}"}
+    missing = generate_cli("tag", "--revision", "v9")
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "model 'someone/tiny-sd1' at revision 'v9': no diffusers pipeline configuration" in missing.stderr
+    assert str(tmp_path / "hub") in missing.stderr
+
+
+def test_model_references_with_revisions_are_checked() -> None:
+    from selma.models import with_revision
+
+    assert with_revision("org/name", "v1") == "org/name@v1" and with_revision("org/name", None) == "org/name"
+    with pytest.raises(SelmaError, match="already names a revision"):
+        with_revision("org/name@v1", "v2")
+    with pytest.raises(SelmaError, match="ships with selma-bench: it has no hub revision"):
+        resolve_model("tiny-sd1@v1")
+    with pytest.raises(SelmaError, match="not a local diffusers directory, a hub id"):
+        resolve_model("not a model")
 
 
 @pytest.mark.parametrize(

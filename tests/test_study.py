@@ -98,6 +98,26 @@ def test_paper_configs_load_and_dry_run(name: str, tmp_path: Path, locator: Data
     assert (config.train_batch_size * config.gradient_accumulation_steps) == (32 if sdxl else 64)
 
 
+def test_study_dtype_reaches_every_render_and_keys_its_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from selma.cli import main
+    from selma.orchestration.study import cell_request
+
+    study_file = paper_configs()[sorted(paper_configs())[0]]
+    dirs = {}
+    for dtype in ("float32", "float16"):
+        argv = ["study", str(study_file), "--out", str(tmp_path), "--data-dir", str(DATA), "--dry-run", "--json"]
+        assert main([*argv, *(["--dtype", dtype] if dtype != "float32" else [])]) == 0
+        cells = json.loads(capsys.readouterr().out)["cells"]
+        dirs[dtype] = {c["run"]["images_dir"] for c in cells if c["run"]}
+    assert dirs["float32"] and dirs["float32"].isdisjoint(dirs["float16"])  # fp16 images never reuse fp32 ones
+    study = load_study(study_file).model_copy(update={"dtype": "bfloat16"})
+    assert cell_request(study, "base", study.suites[0], None).dtype == "bfloat16"
+
+
 def test_training_defaults_are_selmas_scripts() -> None:
     from selma.models import resolve_model
     from selma.recipe.train import TrainConfig, effective_config

@@ -28,6 +28,8 @@ SMALL = TrainConfig(
 )
 PROMPTS = [PromptItem(f"p{i}", t) for i, t in enumerate(["a red cat", "two blue dogs", "a green tree", "a boat"])]
 
+LORA = "pytorch_lora_weights.safetensors"  # diffusers < 0.40 needs the file name offline
+
 
 @pytest.fixture(scope="module")
 def images(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -59,7 +61,7 @@ def test_lora_loads_in_plain_diffusers_with_its_alpha(tiny_models: dict[str, Pat
 
     pipe = DiffusionPipeline.from_pretrained(tiny_models["tiny-sd1"], safety_checker=None)
     base = _render(pipe)
-    pipe.load_lora_weights(str(experts["count"]), adapter_name="count")
+    pipe.load_lora_weights(str(experts["count"]), weight_name=LORA, adapter_name="count")
     layer = pipe.unet.mid_block.attentions[0].transformer_blocks[0].attn2.to_k
     assert layer.r["count"] == 4 and layer.scaling["count"] == pytest.approx(8 / 4)
     assert abs(_render(pipe) - base).max() > 1e-3
@@ -96,7 +98,7 @@ def test_v_prediction_and_sdxl_train_with_caching(
     )
     assert result["family"] == model.spec.family and len(result["losses"]) == 2
     pipe = load_pipeline(model)
-    pipe.load_lora_weights(str(tmp_path / name))
+    pipe.load_lora_weights(str(tmp_path / name), weight_name=LORA)
     assert _render(pipe).shape == (1, 32, 32, 3)
 
 
@@ -211,10 +213,10 @@ def test_paper_merge_equals_the_runtime_mix_of_experts(
     assert result["weights"] == [0.5, 0.5] and result["rank"] == 8  # cat: ranks add up
     runtime = load_pipeline(model)
     for name, folder in experts.items():
-        runtime.load_lora_weights(str(folder), adapter_name=name)
+        runtime.load_lora_weights(str(folder), weight_name=LORA, adapter_name=name)
     runtime.set_adapters(list(experts), [0.5, 0.5])
     merged = load_pipeline(model)
-    merged.load_lora_weights(str(tmp_path / "merged"), adapter_name="merged")
+    merged.load_lora_weights(str(tmp_path / "merged"), weight_name=LORA, adapter_name="merged")
     base = _render(load_pipeline(model))
     assert abs(_render(runtime) - _render(merged)).max() < 1e-5
     assert abs(_render(merged) - base).max() > 1e-3
@@ -228,7 +230,7 @@ def test_every_peft_combination_type(
     result = merge_experts(model, experts, tmp_path / method, method=method, seed=3)
     assert result["method"] == method and (tmp_path / method / LORA_FILE).is_file()
     pipe = load_pipeline(model)
-    pipe.load_lora_weights(str(tmp_path / method))
+    pipe.load_lora_weights(str(tmp_path / method), weight_name=LORA)
     assert _render(pipe).shape == (1, 32, 32, 3)
     if method.startswith("dare"):  # random pruning is seeded
         again = merge_experts(model, experts, tmp_path / f"{method}-again", method=method, seed=3)
@@ -264,7 +266,7 @@ def test_merged_lora_in_plain_diffusers_reproduces_selma_images(
     settings = GenerationSettings(model="m", variant=variant.key, steps=3, guidance_scale=7.5, resolution=32, seed=5)
     generate(PROMPTS, settings, tmp_path / "ours", variant.load, batch_size=1, progress=False)
     plain = DiffusionPipeline.from_pretrained(tiny_models["tiny-sd1"], safety_checker=None)
-    plain.load_lora_weights(str(target))
+    plain.load_lora_weights(str(target), weight_name=LORA)
     plain.set_progress_bar_config(disable=True)
     from selma.recipe.generate import image_seed
 
@@ -323,7 +325,7 @@ def test_fused_pipeline_export(tiny_models: dict[str, Path], experts: dict[str, 
     model = resolve_model(str(tiny_models["tiny-sd1"]))
     merge_experts(model, experts, tmp_path / "merged", fused_pipeline=tmp_path / "fused")
     with_lora = load_pipeline(model)
-    with_lora.load_lora_weights(str(tmp_path / "merged"))
+    with_lora.load_lora_weights(str(tmp_path / "merged"), weight_name=LORA)
     fused = DiffusionPipeline.from_pretrained(tmp_path / "fused", safety_checker=None)
     assert not any("lora" in name for name, _ in fused.unet.named_parameters())
     assert abs(_render(fused) - _render(with_lora)).max() < 1e-4

@@ -97,6 +97,23 @@ def role_path(value: str) -> tuple[str, Path]:
     return role, Path(path)
 
 
+def model_option(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--revision`` (read together by :func:`model_ref`)."""
+    parser.add_argument(
+        "--model", required=True, help="registry name (`selma-bench models`), local diffusers directory or hub id"
+    )
+    parser.add_argument(
+        "--revision", help="a hub model's branch, tag or commit (resolved to its commit, part of every cache key)"
+    )
+
+
+def model_ref(args: argparse.Namespace) -> str:
+    """The model reference of ``--model`` pinned to ``--revision`` (``org/name@REV``)."""
+    from selma.models import with_revision
+
+    return with_revision(args.model, args.revision)
+
+
 def data_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("data")
@@ -130,6 +147,16 @@ def data_locator(args: argparse.Namespace) -> Any:
 
         go_offline()  # model weights too, not only suite data
     return DataLocator.from_env(args.data_dir, offline=args.offline, overrides=dict(args.file))
+
+
+class _Renamed(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        parser.error(f"{option} was renamed: use {self.metavar}")
+
+
+def renamed(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """Keep ``old`` as a hidden flag whose use stops with a pointer to ``new`` (one meaning per flag name)."""
+    parser.add_argument(old, nargs="?", action=_Renamed, metavar=new, help=argparse.SUPPRESS)
 
 
 def print_json(data: Any) -> None:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import non_negative_int, positive_int
+from selma.cli._common import non_negative_int, positive_int, renamed
 
 HELP = "the SELMA study in the shapes world, exactly scored, on a CPU"
 
@@ -16,7 +16,8 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     """Add `demo` to the subcommands."""
     p = sub.add_parser("demo", help=HELP)
     p.add_argument("--out", type=Path, default=Path("selma-demo"))
-    p.add_argument("--steps", type=positive_int, help="training steps per LoRA (default 300)")
+    p.add_argument("--max-train-steps", type=positive_int, help="optimizer steps per LoRA (default 300)")
+    renamed(p, "--steps", "--max-train-steps")
     p.add_argument("--prompts-per-skill", type=positive_int, help="LLM-stage prompts per skill (default 40)")
     p.add_argument("--train-images", type=positive_int, help="base-model images per training prompt (default 5)")
     p.add_argument("--suite", choices=["shapes", "shapes-mini", "shapes-large"], help="evaluation suite (shapes)")
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     config = DemoConfig()
     sizes = {
-        "train_steps": args.steps,
+        "train_steps": args.max_train_steps,
         "prompts_per_skill": args.prompts_per_skill,
         "train_images_per_prompt": args.train_images,
         "seed": args.seed,

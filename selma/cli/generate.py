@@ -10,9 +10,12 @@ from selma.cli._common import (
     emit,
     json_option,
     live_lora_option,
+    model_option,
+    model_ref,
     non_negative_float,
     non_negative_int,
     positive_int,
+    renamed,
     resolution,
 )
 
@@ -23,13 +26,14 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     """Add `generate` to the subcommands."""
     p = sub.add_parser("generate", help=HELP)
     p.add_argument("--prompts", required=True, type=Path, help="JSONL of {id, text} or one prompt per line")
-    p.add_argument("--model", required=True, help="registry name (see `models`) or a local diffusers directory")
+    model_option(p)
     p.add_argument(
         "--variant", default="base", help="base, expert:<skill>, multi, merged[:<method>], gt:<name>, w2s:<weak>"
     )
     p.add_argument("--workdir", type=Path, default=Path("selma-work"), help="where variants' LoRAs live")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--steps", type=positive_int, help="default: the model's")
+    p.add_argument("--inference-steps", type=positive_int, help="denoising steps (default: the model's)")
+    renamed(p, "--steps", "--inference-steps")
     p.add_argument("--guidance-scale", type=non_negative_float, help="default: the model's")
     p.add_argument("--resolution", type=resolution, help="default: the model's native resolution")
     p.add_argument("--images-per-prompt", type=positive_int, default=1)
@@ -53,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     prompts = read_prompt_file(args.prompts)
     if args.limit:
         prompts = prompts[: args.limit]
-    variant = resolve_variant(args.model, args.variant, workdir=args.workdir, fuse=not args.live_lora)
+    variant = resolve_variant(model_ref(args), args.variant, workdir=args.workdir, fuse=not args.live_lora)
     settings = GenerationSettings.for_variant(
         variant,
-        steps=args.steps,
+        steps=args.inference_steps,
         guidance_scale=args.guidance_scale,
         resolution=args.resolution,
         images_per_prompt=args.images_per_prompt,

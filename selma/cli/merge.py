@@ -6,7 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import emit, float_list, json_option, non_negative_int, positive_int, role_path, unit_interval
+from selma.cli._common import (
+    emit,
+    float_list,
+    json_option,
+    model_option,
+    model_ref,
+    non_negative_int,
+    positive_int,
+    role_path,
+    unit_interval,
+)
 
 HELP = "stage 4: merge experts (paper: sum of ΔW at 1/N; peft combination types)"
 
@@ -16,8 +26,15 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     from selma.recipe.merge import METHODS
 
     p = sub.add_parser("merge", help=HELP)
-    p.add_argument("--model", required=True)
-    p.add_argument("--experts", nargs="+", type=role_path, metavar="NAME=DIR", help="default: all experts in --workdir")
+    model_option(p)
+    p.add_argument(
+        "--experts",
+        nargs="+",
+        action="extend",
+        type=role_path,
+        metavar="NAME=DIR",
+        help="default: all experts in --workdir",
+    )
     p.add_argument("--method", default="paper", choices=list(METHODS))
     p.add_argument("--weights", type=float_list, help="comma-separated, default 1/N each")
     p.add_argument("--density", type=unit_interval, help="for ties, dare_*, magnitude_prune (default 0.5)")
@@ -37,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from selma.recipe.merge import merge_experts
     from selma.recipe.variants import find_experts, variant_dir
 
-    model = resolve_model(args.model)
+    model = resolve_model(model_ref(args))
     experts = dict(args.experts) if args.experts else find_experts(args.workdir, model)
     out = args.out or variant_dir(args.workdir, model, f"merged:{args.method}")
     weights = args.weights

@@ -10,6 +10,8 @@ from selma.cli._common import (
     checkpoint_roles,
     data_locator,
     live_lora_option,
+    model_option,
+    model_ref,
     non_negative_int,
     positive_int,
     print_json,
@@ -26,7 +28,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
         "run", parents=[common["data"]], help="generate (cached) -> score (cached) -> table for one variant"
     )
     p.add_argument("--suite", required=True)
-    p.add_argument("--model", required=True, help="registry name or local diffusers directory")
+    model_option(p)
     p.add_argument("--variant", default="base")
     p.add_argument("--metric", action="append", choices=all_metrics().names(), help="default: the suite's own")
     p.add_argument("--vqa", choices=vqa_models.names(), help="VQA model for question-answer metrics (see `metrics`)")
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoints.setdefault(metric, {})["model"] = args.vqa_model
     request = RunRequest(
         suite=args.suite,
-        model=args.model,
+        model=model_ref(args),
         variant=args.variant,
         metrics=metrics,
         checkpoints={k: v for k, v in checkpoints.items() if v},

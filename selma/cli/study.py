@@ -17,6 +17,11 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     )
     p.add_argument("study_file", type=Path, metavar="FILE")
     p.add_argument("--out", type=Path, help="default: selma-studies/<name>")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        help="render every image in this dtype (default: the file's)",
+    )
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -27,6 +32,8 @@ def run_study_file(study_path: Path, args: argparse.Namespace) -> int:
     from selma.orchestration.study import load_study, plan_study, run_study
 
     study = load_study(study_path)
+    if getattr(args, "dtype", None):
+        study = study.model_copy(update={"dtype": args.dtype})
     out = args.out or Path("selma-studies") / study.name
     locator = data_locator(args)
     if args.dry_run:

@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import emit, json_option, non_negative_int, positive_float, positive_int
+from selma.cli._common import (
+    emit,
+    json_option,
+    model_option,
+    model_ref,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    renamed,
+)
 from selma.errors import SelmaError
 
 HELP = "stage 3: train a LoRA (diffusers conventions, the paper's defaults)"
@@ -15,11 +24,12 @@ HELP = "stage 3: train a LoRA (diffusers conventions, the paper's defaults)"
 def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     """Add `train` to the subcommands."""
     p = sub.add_parser("train", help=HELP)
-    p.add_argument("--model", required=True)
+    model_option(p)
     p.add_argument(
         "--data",
         required=True,
         nargs="+",
+        action="extend",
         help="image folders (metadata.jsonl/.csv), save_to_disk folders, parquet files or folders, or hub datasets",
     )
     p.add_argument("--out", type=Path, help="output folder")
@@ -30,7 +40,8 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--learning-rate", type=positive_float, default=3e-4)
     p.add_argument("--batch-size", type=positive_int, help="default 16 (SDXL 4)")
     p.add_argument("--gradient-accumulation-steps", type=positive_int, help="default 4 (SDXL 8)")
-    p.add_argument("--steps", type=positive_int, help="optimizer steps (default 5,000; SDXL 10,000)")
+    p.add_argument("--max-train-steps", type=positive_int, help="optimizer steps (default 5,000; SDXL 10,000)")
+    renamed(p, "--steps", "--max-train-steps")
     p.add_argument(
         "--resolution", type=int, help="default: SELMA's (512 for SD v1/v2, 1024 for SDXL; native for others)"
     )
@@ -84,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from selma.recipe.train import TrainConfig, train_lora
     from selma.recipe.variants import variant_dir
 
-    model = resolve_model(args.model)
+    model = resolve_model(model_ref(args))
     if (args.out is None) == (args.as_variant is None):
         raise SelmaError("give exactly one of --out DIR and --as VARIANT")
     out = args.out or variant_dir(args.workdir, model, args.as_variant)
@@ -97,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         train_batch_size=args.batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        max_train_steps=args.steps,
+        max_train_steps=args.max_train_steps,
         resolution=args.resolution,
         vae=args.vae,
         mixed_precision=args.mixed_precision,

@@ -16,6 +16,7 @@ from selma.cli._common import (
     non_negative_int,
     positive_float,
     positive_int,
+    renamed,
 )
 
 HELP = "train, evaluate or export a shapes-world model (selma/world)"
@@ -27,12 +28,15 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     world = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = world.add_parser("train", help="train a world model from scratch (resumes from <out>/state/)")
     q.add_argument("--arch", default="base", choices=["base", "weak"])
-    q.add_argument("--steps", type=positive_int, default=12000)
+    q.add_argument("--max-train-steps", type=positive_int, default=12000, help="optimizer steps")
+    renamed(q, "--steps", "--max-train-steps")
     q.add_argument("--batch-size", type=positive_int, default=64)
-    q.add_argument("--lr", type=positive_float, default=1e-3)
+    q.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    renamed(q, "--lr", "--learning-rate")
     q.add_argument("--seed", type=non_negative_int, default=0)
     q.add_argument("--eval-every", type=positive_int, default=1000)
-    q.add_argument("--per-skill", type=positive_int, default=32, help="evaluation prompts per skill")
+    q.add_argument("--eval-prompts-per-skill", type=positive_int, default=32, help="evaluation prompts per skill")
+    renamed(q, "--per-skill", "--eval-prompts-per-skill")
     q.add_argument("--threads", type=positive_int, help="torch CPU threads")
     q.add_argument(
         "--caption-noise",
@@ -48,9 +52,11 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     q.set_defaults(func=run)
     q = world.add_parser("eval", help="per-skill exact scores of a world model")
     q.add_argument("model", help="shapes-base, shapes-weak or a pipeline directory")
-    q.add_argument("--per-skill", type=positive_int, default=32)
+    q.add_argument("--prompts-per-skill", type=positive_int, default=32)
+    renamed(q, "--per-skill", "--prompts-per-skill")
     q.add_argument("--seed", type=non_negative_int, default=0)
-    q.add_argument("--guidance", type=non_negative_float, default=4.0)
+    q.add_argument("--guidance-scale", type=non_negative_float, default=4.0)
+    renamed(q, "--guidance", "--guidance-scale")
     q.set_defaults(func=run)
     q = world.add_parser("export", help="copy a training run's pipeline at a step, with its training record")
     q.add_argument("run", type=Path)
@@ -72,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "train":
         config = WorldTrainConfig(
             architecture=args.arch,
-            steps=args.steps,
+            steps=args.max_train_steps,
             batch_size=args.batch_size,
-            learning_rate=args.lr,
+            learning_rate=args.learning_rate,
             seed=args.seed,
             eval_every=args.eval_every,
-            eval_per_skill=args.per_skill,
+            eval_per_skill=args.eval_prompts_per_skill,
             caption_noise=args.caption_noise,
             **({"skill_weights": tuple(args.skill_weights)} if args.skill_weights else {}),
         )
@@ -93,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
     pipe = load_pipeline(resolve_model(args.model))
     scores = evaluate_world_pipeline(
-        pipe, per_skill=args.per_skill, seed=args.seed, sampling=SamplingSettings(guidance_scale=args.guidance)
+        pipe,
+        per_skill=args.prompts_per_skill,
+        seed=args.seed,
+        sampling=SamplingSettings(guidance_scale=args.guidance_scale),
     )
     print(json.dumps(scores, indent=2))
     return 0

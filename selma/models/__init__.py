@@ -1,15 +1,18 @@
 """The model registry and resolution of a model reference to something ``from_pretrained`` loads.
 
-A reference is a registry name (``sd-v2``, ``tiny-sd1``, ``shapes-base``, …) or a local diffusers
-directory. Real models resolve to their hub id (diffusers' cache, or ``HF_HUB_OFFLINE`` with a filled
-cache); tiny ones are built once into the selma-bench cache and then loaded through the same path;
-the shapes world's trained models ship inside the package.
+A reference is a registry name (``sd-v2``, ``tiny-sd1``, ``shapes-base``, …), a local diffusers
+directory, or any diffusers pipeline on the hub (``prompthero/openjourney``), optionally pinned to a
+revision (``org/name@REV`` or ``sd-v2@REV``; ``--revision`` on the command line). Real models resolve to
+their hub id (diffusers' cache, or ``HF_HUB_OFFLINE`` with a filled cache); tiny ones are built once
+into the selma-bench cache and then loaded through the same path; the shapes world's trained models
+ship inside the package.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -55,7 +58,14 @@ class ResolvedModel:
 
     spec: ModelSpec
     source: str
-    revision: str | None = None  # for packaged models: a hash of the weights, so caches follow retraining
+    revision: str | None = None
+    """Packaged models: a hash of the weights, so caches follow retraining. Hub models given a revision
+    (and hub ids outside the registry): the commit it resolved to, passed to every ``from_pretrained``."""
+
+    @property
+    def load_kwargs(self) -> dict[str, Any]:
+        """What every ``from_pretrained`` of this model's components takes besides the source."""
+        return {"revision": self.revision} if self.revision and not Path(self.source).is_dir() else {}
 
 
 @cache
@@ -72,28 +82,75 @@ def tiny_model_dir(name: str) -> Path:
     return default_cache_dir() / "models" / name
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_SPEC_FILES = ("model_index.json", "unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
+
+
+def with_revision(ref: str, revision: str | None) -> str:
+    """``ref`` pinned to the hub ``revision`` (a branch, tag or commit): ``ref@revision`` (``--revision``)."""
+    if not revision:
+        return ref
+    if Path(ref).is_dir():
+        raise SelmaError(f"--revision {revision}: {ref!r} is a local directory, not a hub model")
+    if "@" in ref:
+        raise SelmaError(f"--revision {revision}: {ref!r} already names a revision")
+    return f"{ref}@{revision}"
+
+
 def resolve_model(ref: str) -> ResolvedModel:
-    """Resolve a registry name or a local diffusers directory; tiny models are built on first use."""
+    """Resolve a registry name, a local diffusers directory or a hub pipeline id (each ``@REV`` for a hub
+    revision); tiny models are built on first use.
+    """
     path = Path(ref)
     if path.is_dir():
         return ResolvedModel(spec_from_directory(path), str(path))
+    name, _, revision = ref.partition("@")
     registry = model_registry()
-    if ref not in registry:
+    if name not in registry:
+        if _HUB_ID.fullmatch(name):
+            snapshot, commit = _hub_configs(name, revision or None)
+            return ResolvedModel(replace(spec_from_directory(snapshot), name=name), name, commit)
         raise SelmaError(
-            f"unknown model {ref!r}: not a local diffusers directory, and not one of: {', '.join(registry.names())}"
+            f"unknown model {ref!r}: not a local diffusers directory, a hub id (org/name) or one of: "
+            f"{', '.join(registry.names())}"
         )
-    spec = registry.get(ref)
+    spec = registry.get(name)
+    if revision and spec.hub_id is None:
+        raise SelmaError(f"model {name!r} ships with selma-bench: it has no hub revision (@{revision})")
     if spec.packaged:
         return _packaged(spec)
     if spec.tiny:
         from selma.models.tiny import save_tiny_pipeline
 
-        target = tiny_model_dir(ref)
+        target = tiny_model_dir(name)
         if not (target / "model_index.json").is_file():
             save_tiny_pipeline(spec.family, spec.prediction_type, target)
         return ResolvedModel(spec, str(target))
     assert spec.hub_id is not None
+    if revision:
+        return ResolvedModel(spec, spec.hub_id, _hub_configs(spec.hub_id, revision)[1])
     return ResolvedModel(spec, spec.hub_id)
+
+
+def _hub_configs(repo: str, revision: str | None) -> tuple[Path, str]:
+    """The configurations of hub pipeline ``repo`` at ``revision`` (default: its main branch), fetched or read
+    from the Hugging Face cache: the snapshot folder holding them and the commit the revision resolved to.
+    """
+    from huggingface_hub import hf_hub_download
+
+    try:
+        paths = [Path(hf_hub_download(repo, name, revision=revision)) for name in _SPEC_FILES]
+    except Exception as exc:  # not found, offline, gated: the hub client raises several types
+        from selma.weights import hub_cache
+
+        at = f" at revision {revision!r}" if revision else ""
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise SelmaError(
+            f"model {repo!r}{at}: no diffusers pipeline configuration found on the hub or in the Hugging Face "
+            f"cache {hub_cache()} ({reason}); give a registry name (`selma-bench models`) or a local directory"
+        ) from None
+    snapshot = paths[0].parent
+    return snapshot, snapshot.name  # the cache's snapshot folders are named by commit
 
 
 @cache
@@ -113,7 +170,7 @@ def model_identity(model: ResolvedModel) -> str:
     """What a resolved model is: its registry name for a published model, ``name@revision`` for a packaged
     one, the digest of its files for a local directory (never its path).
     """
-    if model.revision:
+    if model.revision:  # packaged: the weights' hash; hub: the commit
         return f"{model.spec.name}@{model.revision}"
     if Path(model.source).is_dir():
         from selma.io import content_identity
@@ -165,7 +222,7 @@ def load_pipeline(model: ResolvedModel, *, device: str = "cpu", dtype: Any = Non
     from diffusers.utils import logging as diffusers_logging
 
     custom = import_custom_components(model.source)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(model.load_kwargs)
     if dtype is not None:
         kwargs["dtype"] = dtype
     if model.spec.family != "sdxl":
@@ -205,11 +262,12 @@ def import_custom_components(source: str) -> list[str]:
     return modules
 
 
-def load_vae(source: str) -> Any:
+def load_vae(model: ResolvedModel) -> Any:
     """The pipeline's autoencoder: ``AutoencoderKL``, or the selma class its ``model_index.json`` names."""
-    component = _component(source, "vae")
+    component = _component(model.source, "vae")
     if component is not None and component[0].startswith("selma."):
-        return getattr(importlib.import_module(component[0]), component[1]).from_pretrained(source, subfolder="vae")
+        module = importlib.import_module(component[0])
+        return getattr(module, component[1]).from_pretrained(model.source, subfolder="vae")
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(source, subfolder="vae")
+    return AutoencoderKL.from_pretrained(model.source, subfolder="vae", **model.load_kwargs)

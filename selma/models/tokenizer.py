@@ -66,6 +66,16 @@ def write_clip_vocab_from_bpe(bpe_gz: Path, directory: Path) -> tuple[Path, Path
     return vocab, merges_file
 
 
+def write_slow_clip_files(directory: Path) -> None:
+    """Write ``vocab.json`` and ``merges.txt`` beside a CLIP BPE ``tokenizer.json`` (what transformers 5's
+    ``save_pretrained`` writes alone), so transformers 4's ``CLIPTokenizer`` loads the same vocabulary.
+    """
+    spec = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+    merges = [" ".join(pair) if isinstance(pair, list) else pair for pair in spec["merges"]]
+    (directory / "vocab.json").write_text(json.dumps(spec["vocab"], ensure_ascii=False), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges), encoding="utf-8")
+
+
 def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     """CLIP's BPE on one word: merge the lowest-ranked adjacent pair until none applies."""
     pieces = [*word[:-1], word[-1] + "</w>"]

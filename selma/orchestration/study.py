@@ -175,6 +175,9 @@ class StudyConfig(BaseModel):
     batch_size: int = Field(4, ge=1, description="generation batch size")
     seed: int = 0
     device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="the dtype every image is rendered in (training and evaluation; float16 on a GPU)"
+    )
     paper: str | None = Field(None, description="the paper table this study reproduces (leaderboards/)")
     compute: str = Field("", description="a human estimate of the compute, shown by `reproduce --list`")
 
@@ -461,13 +464,17 @@ def render_unit(
     chosen = resolve_variant(ref, "base", workdir=out / "work")
     folder = image_dir(out, ref, skill, study.base_model, guidance)
     settings = GenerationSettings.for_variant(
-        chosen, guidance_scale=guidance, seed=study.seed, images_per_prompt=study.train_images_per_prompt
+        chosen,
+        guidance_scale=guidance,
+        seed=study.seed,
+        images_per_prompt=study.train_images_per_prompt,
+        dtype=study.dtype,
     )
     generate(
         prompts,
         settings,
         folder,
-        lambda: chosen.load(device=study.device),
+        lambda: chosen.load(device=study.device, dtype=study.dtype),
         batch_size=study.batch_size,
         progress=progress,
     )
@@ -573,6 +580,7 @@ def cell_request(study: StudyConfig, variant: str, suite: str, lora_step: int | 
         seed=study.seed,
         limit=study.limit,
         device=study.device,
+        dtype=study.dtype,
         batch_size=study.batch_size,
     )
 

@@ -30,7 +30,9 @@ def read_unet_lora(directory: Path, family: str) -> tuple[Any, dict[str, Any]]:
     if not (directory / LORA_FILE).is_file():
         raise SelmaError(f"{directory}: no {LORA_FILE}")
     try:
-        state, alphas, metadata = pipeline_class(family).lora_state_dict(str(directory), return_lora_metadata=True)
+        state, alphas, metadata = pipeline_class(family).lora_state_dict(
+            str(directory), weight_name=LORA_FILE, return_lora_metadata=True
+        )
     except Exception as exc:  # safetensors and diffusers raise many types for a damaged file
         raise SelmaError(
             f"{directory / LORA_FILE}: not a readable LoRA file ({str(exc).splitlines()[0][:160]})"

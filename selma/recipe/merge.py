@@ -85,7 +85,7 @@ def merge_experts(
     from peft.utils import get_peft_model_state_dict
 
     loaded = [(name, *read_unet_lora(experts[name], model.spec.family)) for name in names]
-    unet = UNet2DConditionModel.from_pretrained(model.source, subfolder="unet")
+    unet = UNet2DConditionModel.from_pretrained(model.source, subfolder="unet", **model.load_kwargs)
     first_name, first_config, first_state = loaded[0]
     peft_model = get_peft_model(unet, first_config, adapter_name=first_name)
     load_into(peft_model, first_state, first_name, experts[first_name])
@@ -135,7 +135,7 @@ def export_fused(model: ResolvedModel, lora_dir: Path, target: Path) -> Path:
     from selma.models import load_pipeline
 
     pipe = load_pipeline(model)
-    pipe.load_lora_weights(str(lora_dir), adapter_name="merged")
+    pipe.load_lora_weights(str(lora_dir), weight_name=LORA_FILE, adapter_name="merged")
     pipe.fuse_lora(adapter_names=["merged"], lora_scale=1.0)
     pipe.unload_lora_weights()
     pipe.save_pretrained(str(target), safe_serialization=True)

@@ -205,7 +205,7 @@ def train_lora(
     unet.add_adapter(lora_config)
     if precision != "no":
         cast_training_params(unet, dtype=torch.float32)
-    noise_scheduler = DDPMScheduler.from_pretrained(model.source, subfolder="scheduler")
+    noise_scheduler = DDPMScheduler.from_pretrained(model.source, subfolder="scheduler", **model.load_kwargs)
     assert config.resolution is not None
     resolution = config.resolution
 
@@ -415,7 +415,7 @@ def _load_components(model: ResolvedModel, device: Any, vae: str | None = None) 
 
     from selma.models import load_vae
 
-    source = model.source
+    source, pinned = model.source, model.load_kwargs
     if vae is not None:
         try:
             autoencoder = AutoencoderKL.from_pretrained(vae)
@@ -425,17 +425,19 @@ def _load_components(model: ResolvedModel, device: Any, vae: str | None = None) 
                 "give a local copy with --vae PATH"
             ) from None
     else:
-        autoencoder = load_vae(source)
+        autoencoder = load_vae(model)
     parts: dict[str, Any] = {
-        "tokenizer": AutoTokenizer.from_pretrained(source, subfolder="tokenizer", use_fast=False),
-        "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder"),
+        "tokenizer": AutoTokenizer.from_pretrained(source, subfolder="tokenizer", use_fast=False, **pinned),
+        "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **pinned),
         "vae": autoencoder,
-        "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet"),
+        "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", **pinned),
         "sdxl": model.spec.family == "sdxl",
     }
     if parts["sdxl"]:
-        parts["tokenizer_2"] = AutoTokenizer.from_pretrained(source, subfolder="tokenizer_2", use_fast=False)
-        parts["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(source, subfolder="text_encoder_2")
+        parts["tokenizer_2"] = AutoTokenizer.from_pretrained(source, subfolder="tokenizer_2", use_fast=False, **pinned)
+        parts["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(
+            source, subfolder="text_encoder_2", **pinned
+        )
     for name in ("vae", "text_encoder", "text_encoder_2", "unet"):
         if name in parts:
             parts[name].requires_grad_(False)
@@ -488,7 +490,9 @@ class _Validation:
             if self.parts.get(k) is not None
         }
         extra = {} if family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
-        pipe = pipeline_class(family).from_pretrained(self.model.source, unet=unet, **components, **extra)
+        pipe = pipeline_class(family).from_pretrained(
+            self.model.source, unet=unet, **components, **extra, **self.model.load_kwargs
+        )
         pipe.set_progress_bar_config(disable=True)
         folder = self.out / "validation" / f"step-{step}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -677,7 +681,7 @@ def _register_hooks(accelerator: Any, unet: Any, lora_config: Any, sdxl: bool) -
     def load_hook(models: list[Any], input_dir: str) -> None:
         while models:
             model = accelerator.unwrap_model(models.pop())
-            state, _ = pipeline_class("sdxl" if sdxl else "sd1").lora_state_dict(input_dir)
+            state, _ = pipeline_class("sdxl" if sdxl else "sd1").lora_state_dict(input_dir, weight_name=LORA_FILE)
             state = {k.replace("unet.", "", 1): v for k, v in state.items() if k.startswith("unet.")}
             incompatible = set_peft_model_state_dict(
                 model, convert_unet_state_dict_to_peft(state), adapter_name="default"

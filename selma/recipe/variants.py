@@ -121,7 +121,9 @@ class Variant:
         pipe = load_pipeline(self.model, device=device, dtype=getattr(torch, dtype) if dtype else None)
         if self.lora is not None:
             try:
-                pipe.load_lora_weights(str(self.lora), adapter_name=safe_id(self.name).replace("-", "_"))
+                pipe.load_lora_weights(
+                    str(self.lora), weight_name=LORA_FILE, adapter_name=safe_id(self.name).replace("-", "_")
+                )
             except (ValueError, RuntimeError, KeyError) as exc:
                 raise SelmaError(
                     f"{self.lora}: cannot apply to {self.model.spec.name} (a LoRA of another architecture?): "

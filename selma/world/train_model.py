@@ -211,6 +211,10 @@ def _evaluate_and_export(
         tmp = out / f".pipeline-{step:06d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         pipe.save_pretrained(tmp, safe_serialization=True)
+        if (tmp / "tokenizer" / "tokenizer.json").is_file():
+            from selma.models.tokenizer import write_slow_clip_files
+
+            write_slow_clip_files(tmp / "tokenizer")  # loadable by transformers 4 as well
         shutil.rmtree(target, ignore_errors=True)
         tmp.replace(target)
         scores = evaluate_world_pipeline(pipe, per_skill=config.eval_per_skill, seed=config.seed)
