@@ -4,6 +4,9 @@ import os
 import shutil
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n`: the workers share the cores, one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported, here and in the CLI processes
+
 import pytest
 
 from selma.harness.suites import DataLocator
