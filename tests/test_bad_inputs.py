@@ -354,6 +354,22 @@ CASES = [
     Case("demo-steps-0", ["demo", "--max-train-steps", "0"], "--max-train-steps"),
     Case("world-train-steps-0", ["world", "train", "--max-train-steps", "0", "--out", "o"], "--max-train-steps"),
     Case("renamed-steps", ["demo", "--steps", "5"], "--steps was renamed: use --max-train-steps"),
+    Case("demo-unknown-recipe", ["demo", "--recipes", "verified,g9", "--out", "{w}/d"], "unknown demo recipe 'g9'"),
+    Case(
+        "world-train-noise-kind",
+        ["world", "train", "--caption-noise", "colour_swapped=0.3", "--out", "{w}/o"],
+        "colour_swapped",
+    ),
+    Case(
+        "world-train-noise-skill",
+        ["world", "train", "--noise-skills", "binding,colour", "--out", "{w}/o"],
+        "unknown world skill 'colour'",
+    ),
+    Case(
+        "world-train-warm-start-sizes",
+        ["world", "train", "--arch", "weak", "--init-from", "shapes-base", "--max-train-steps", "1", "--out", "{w}/o"],
+        "cannot warm-start from shapes-base",
+    ),
     Case("renamed-lr", ["world", "train", "--lr", "0.1", "--out", "o"], "--lr was renamed: use --learning-rate"),
     Case("world-eval-unknown-model", ["world", "eval", "shapes-nope"], "unknown model 'shapes-nope'"),
     Case(

@@ -18,6 +18,8 @@ SMALL = DemoConfig(
     batch_size=4,
     merges=("paper",),
     suite="shapes-mini",
+    recipes=("verified", "g8"),  # the guidance recipe and the checkpoint selection are options: tested here
+    selection=True,
 )
 
 
@@ -31,6 +33,8 @@ def test_demo_runs_the_study_in_the_world_deterministically(tmp_path: Path) -> N
     result = run_demo(tmp_path / "a", SMALL, progress=False)
     reports = {name: Path(path) for name, path in result["reports"].items()}
     assert all(path.is_file() and path.stat().st_size > 0 for path in reports.values())
+    with Image.open(reports["forest.png"]) as forest:  # one panel per skill and "all", a row per variant
+        assert forest.width > 5 * 200 and forest.height > 8 * 30
     rows = _table(reports["per_skill.csv"])
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     assert variants == [
@@ -89,3 +93,12 @@ def test_demo_runs_the_study_in_the_world_deterministically(tmp_path: Path) -> N
     run_demo(tmp_path / "a", SMALL, progress=False)
     assert expert.read_bytes() == lora and (evaluated / "images").is_dir()
     assert reports["per_skill.csv"].read_bytes() == table
+
+
+def test_every_variant_gets_a_colour_of_its_own() -> None:
+    from selma.world.report import _colors
+
+    for n in (2, 12, 20, 27):
+        variants = [f"v{i}" for i in range(n)]
+        colors = _colors(variants)
+        assert len({tuple(round(c, 3) for c in colors[v]) for v in variants}) == n

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from selma.errors import SelmaError
 from selma.models import load_pipeline, resolve_model
 from selma.models.tokenizer import word_level_clip_tokenizer
 from selma.world.model import WORDS, PixelUnshuffleAE
-from selma.world.scenes import SKILLS
+from selma.world.scenes import SKILLS, CaptionNoise
 from selma.world.train_model import (
     WorldTrainConfig,
     evaluate_world_pipeline,
@@ -88,6 +89,23 @@ def test_exported_world_model_loads_by_path_and_records_its_training(tmp_path: P
     assert image.shape == (32, 32, 3)
     with pytest.raises(SelmaError, match="no pipeline saved at step 5"):
         export_world_model(tmp_path / "run", 5, tmp_path / "other")
+    (phase,) = record["phases"]
+    assert phase["config"]["steps"] == 2 and phase["init_from"] is None and phase["commands"] == ["selma-bench x"]
+
+    # a second phase warm-started from the first run's pipeline, with wrong labels: both phases recorded
+    noise = CaptionNoise(color_swapped=0.5, count_off_by_one=0.25)
+    second = replace(_tiny_config(1), init_from=str(tmp_path / "run" / "pipeline-000002"), caption_noise=noise)
+    train_world_model(second, tmp_path / "run2", progress=False, log=lambda _: None, command="selma-bench y")
+    record = export_world_model(tmp_path / "run2", 1, tmp_path / "model2", eval_per_skill=1, check_per_skill=1)
+    first, last = record["phases"]
+    assert (
+        first["run"] == str(tmp_path / "run")
+        and first["config"]["steps"] == 2
+        and first["commands"] == ["selma-bench x"]
+    )
+    assert last["init_from"]["path"] == str(tmp_path / "run" / "pipeline-000002")
+    assert last["init_from"]["sha256"]["unet/diffusion_pytorch_model.safetensors"]
+    assert last["config"]["caption_noise"]["color_swapped"] == 0.5 and last["commands"] == ["selma-bench y"]
 
 
 def test_packaged_world_models_resolve_with_a_weight_revision() -> None:

@@ -70,6 +70,11 @@ def float_list(value: str) -> list[float]:
     return [number_in(part.strip(), "comma-separated numbers", lambda x: True) for part in value.split(",")]
 
 
+def comma_list(value: str) -> list[str]:
+    """Comma-separated names, empty entries dropped; '' is the empty list (argparse type)."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def caption_noise(value: str) -> Any:
     """``name=probability,...`` for the world's :class:`CaptionNoise` (argparse type)."""
     from dataclasses import fields

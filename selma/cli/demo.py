@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import non_negative_int, positive_int, renamed
+from selma.cli._common import comma_list, non_negative_int, positive_int, renamed
 
 HELP = "the SELMA study in the shapes world, exactly scored, on a CPU"
 
@@ -22,6 +22,17 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--train-images", type=positive_int, help="base-model images per training prompt (default 5)")
     p.add_argument("--suite", choices=["shapes", "shapes-mini", "shapes-large"], help="evaluation suite (shapes)")
     p.add_argument("--seed", type=non_negative_int)
+    p.add_argument(
+        "--recipes",
+        type=comma_list,
+        help="data recipes of the multi-skill LoRA, comma-separated: verified (default), g8 (training images at "
+        "CFG 8); '' for none",
+    )
+    p.add_argument(
+        "--selection",
+        action="store_true",
+        help="also pick multi's checkpoint on held-out prompts (shapes-val) against picking it on the test suite",
+    )
     p.set_defaults(func=run)
 
 
@@ -29,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the SELMA study in the shapes world."""
     from dataclasses import replace
 
-    from selma.orchestration.demo import DemoConfig, run_demo
+    from selma.errors import SelmaError
+    from selma.orchestration.demo import RECIPES, DemoConfig, run_demo
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the demo needs ships with the package
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -41,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "suite": args.suite,
     }
+    if args.recipes is not None:
+        unknown = [r for r in args.recipes if r not in RECIPES]
+        if unknown:
+            raise SelmaError(f"unknown demo recipe {unknown[0]!r}: one of {', '.join(RECIPES)}")
+        sizes["recipes"] = tuple(args.recipes)
+    if args.selection:
+        sizes["selection"] = True
     config = replace(config, **{k: v for k, v in sizes.items() if v is not None})
     result = run_demo(args.out, config, progress=not args.quiet)
     print(Path(result["reports"]["per_skill.md"]).read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ from typing import Any
 
 from selma.cli._common import (
     caption_noise,
+    comma_list,
     float_list,
     non_negative_float,
     non_negative_int,
@@ -27,7 +28,29 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p = sub.add_parser("world", help=HELP)
     world = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = world.add_parser("train", help="train a world model from scratch (resumes from <out>/state/)")
-    q.add_argument("--arch", default="base", choices=["base", "weak"])
+    q.add_argument(
+        "--arch",
+        default="base",
+        choices=["base", "weak", "base-coord", "base-bidir", "base-coord-bidir", "base-twopass", "base-coord-twopass"],
+        help="sizes and position signals (selma.world.model.ARCHITECTURES)",
+    )
+    q.add_argument("--init-from", metavar="MODEL", help="start from this world pipeline's weights (a warm start)")
+    q.add_argument(
+        "--coord-init-std",
+        type=non_negative_float,
+        default=0.0,
+        help="a warm start's coordinate weights: std relative to the source's weights (0: zeros)",
+    )
+    q.add_argument("--warmup-steps", type=non_negative_int, default=500)
+    q.add_argument("--ema-decay", type=non_negative_float, default=0.999)
+    q.add_argument(
+        "--timestep-bias-multiplier",
+        type=positive_float,
+        default=1.0,
+        help="weight of the noisiest timesteps (diffusers' timestep bias, strategy later; 1: uniform)",
+    )
+    q.add_argument("--timestep-bias-portion", type=positive_float, default=0.25, help="share of timesteps biased")
+    q.add_argument("--checkpoint-every", type=positive_int, default=500, help="optimizer steps between saved states")
     q.add_argument("--max-train-steps", type=positive_int, default=12000, help="optimizer steps")
     renamed(q, "--steps", "--max-train-steps")
     q.add_argument("--batch-size", type=positive_int, default=64)
@@ -43,7 +66,18 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
         type=caption_noise,
         default=caption_noise(""),
         metavar="RATE=P,...",
-        help="alt-text-like captions: count_omitted, count_vague, color_dropped, object_omitted, relation_stated",
+        help="captions that omit (count_omitted, count_vague, color_dropped, object_omitted, relation_stated) "
+        "or are wrong (color_swapped, count_off_by_one, relation_flipped)",
+    )
+    q.add_argument(
+        "--spatial-jitter",
+        type=non_negative_int,
+        help="spatial scenes in canonical layouts, objects moved by at most this many pixels (0-3)",
+    )
+    q.add_argument(
+        "--noise-skills",
+        type=comma_list,
+        help="the skills whose captions get --caption-noise, comma-separated (default: all)",
     )
     q.add_argument(
         "--skill-weights", type=float_list, help="shares of object, count, binding, spatial, count_binding in a batch"
@@ -85,6 +119,15 @@ def run(args: argparse.Namespace) -> int:
             eval_every=args.eval_every,
             eval_per_skill=args.eval_prompts_per_skill,
             caption_noise=args.caption_noise,
+            init_from=args.init_from,
+            spatial_jitter=args.spatial_jitter,
+            noise_skills=tuple(args.noise_skills) if args.noise_skills else None,
+            coord_init_std=args.coord_init_std,
+            warmup_steps=args.warmup_steps,
+            ema_decay=args.ema_decay,
+            checkpoint_every=args.checkpoint_every,
+            timestep_bias_multiplier=args.timestep_bias_multiplier,
+            timestep_bias_portion=args.timestep_bias_portion,
             **({"skill_weights": tuple(args.skill_weights)} if args.skill_weights else {}),
         )
         command = "selma-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -262,12 +262,21 @@ def import_custom_components(source: str) -> list[str]:
     return modules
 
 
+def load_component(model: ResolvedModel, name: str, default: Any) -> Any:
+    """Component ``name`` of the pipeline (``unet``, ``vae``, ``text_encoder``, ...): the selma class its
+    ``model_index.json`` names (the world's coordinate UNet, bidirectional text encoder or pixel
+    autoencoder), else ``default`` (``UNet2DConditionModel``, ``AutoencoderKL``, ``CLIPTextModel``, ...),
+    each with ``from_pretrained``.
+    """
+    component = _component(model.source, name)
+    if component is not None and component[0].startswith("selma."):
+        cls = getattr(importlib.import_module(component[0]), component[1])
+        return cls.from_pretrained(model.source, subfolder=name)
+    return default.from_pretrained(model.source, subfolder=name, **model.load_kwargs)
+
+
 def load_vae(model: ResolvedModel) -> Any:
     """The pipeline's autoencoder: ``AutoencoderKL``, or the selma class its ``model_index.json`` names."""
-    component = _component(model.source, "vae")
-    if component is not None and component[0].startswith("selma."):
-        module = importlib.import_module(component[0])
-        return getattr(module, component[1]).from_pretrained(model.source, subfolder="vae")
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(model.source, subfolder="vae", **model.load_kwargs)
+    return load_component(model, "vae", AutoencoderKL)

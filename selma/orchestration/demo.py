@@ -24,7 +24,7 @@ WORLD_SKILLS = ("world_count", "world_binding", "world_spatial", "world_count_bi
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo; the defaults are the full run (10 min 14 s on a 2-core CPU)."""
+    """Sizes of the demo; the defaults are the full run (README: its measured time on a 2-core CPU)."""
 
     model: str = "shapes-base"
     weak_model: str = "shapes-weak"
@@ -40,9 +40,9 @@ class DemoConfig:
     suite: str = "shapes"  # shapes-mini (40 prompts) for quick checks, shapes-large (800) for tight intervals
     seed: int = 0
     extra_variants: tuple[str, ...] = ()
-    recipes: tuple[str, ...] = ("verified", "g8")  # multi-skill LoRAs on verifier-filtered / CFG-8 training images
+    recipes: tuple[str, ...] = ("verified",)  # multi-skill LoRAs on verifier-filtered (or, "g8", CFG-8) images
     guidance: float = 8.0  # the training images' guidance of the "g8" recipe (evaluation keeps the model's 4.0)
-    selection: bool = True  # pick multi's checkpoint on held-out prompts (shapes-val) vs on the test suite
+    selection: bool = False  # also pick multi's checkpoint on held-out prompts (shapes-val) vs on the test suite
 
 
 RECIPES: dict[str, Callable[[DemoConfig], dict[str, Any]]] = {

@@ -19,7 +19,7 @@ from typing import Any
 from selma import __version__
 from selma.errors import SelmaError
 from selma.io import atomic_write_json, file_digest
-from selma.models import ResolvedModel, model_identity
+from selma.models import ResolvedModel, load_component, model_identity
 from selma.recipe.lora_io import LORA_FILE, load_into, read_unet_lora, save_unet_lora
 from selma.results.store import make_provenance, now
 from selma.stage import check, claim
@@ -85,7 +85,7 @@ def merge_experts(
     from peft.utils import get_peft_model_state_dict
 
     loaded = [(name, *read_unet_lora(experts[name], model.spec.family)) for name in names]
-    unet = UNet2DConditionModel.from_pretrained(model.source, subfolder="unet", **model.load_kwargs)
+    unet = load_component(model, "unet", UNet2DConditionModel)
     first_name, first_config, first_state = loaded[0]
     peft_model = get_peft_model(unet, first_config, adapter_name=first_name)
     load_into(peft_model, first_state, first_name, experts[first_name])

@@ -413,7 +413,7 @@ def _load_components(model: ResolvedModel, device: Any, vae: str | None = None) 
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
-    from selma.models import load_vae
+    from selma.models import load_component, load_vae
 
     source, pinned = model.source, model.load_kwargs
     if vae is not None:
@@ -428,9 +428,9 @@ def _load_components(model: ResolvedModel, device: Any, vae: str | None = None) 
         autoencoder = load_vae(model)
     parts: dict[str, Any] = {
         "tokenizer": AutoTokenizer.from_pretrained(source, subfolder="tokenizer", use_fast=False, **pinned),
-        "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **pinned),
+        "text_encoder": load_component(model, "text_encoder", CLIPTextModel),
         "vae": autoencoder,
-        "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", **pinned),
+        "unet": load_component(model, "unet", UNet2DConditionModel),
         "sdxl": model.spec.family == "sdxl",
     }
     if parts["sdxl"]:

@@ -106,6 +106,19 @@ def _markdown(table: list[dict[str, Any]], title: str) -> str:
     return "\n".join(sections)
 
 
+def _colors(variants: Sequence[str]) -> dict[str, Any]:
+    """A colour of its own for each variant (tab20 holds 20; beyond that the hues of a rainbow)."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"]
+    if len(variants) <= palette.N:
+        # the dark shades first, then the light ones: neighbouring bars stay apart
+        order = [*range(0, palette.N, 2), *range(1, palette.N, 2)]
+        return {v: palette(order[i]) for i, v in enumerate(variants)}
+    rainbow = matplotlib.colormaps["hsv"]
+    return {v: rainbow(i / len(variants)) for i, v in enumerate(variants)}
+
+
 def _figure(table: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -115,6 +128,7 @@ def _figure(table: list[dict[str, Any]], path: Path, title: str) -> None:
 
     skills = list(dict.fromkeys(r["skill"] for r in table))
     variants = list(dict.fromkeys(r["variant"] for r in table))
+    colors = _colors(variants)
     cell = {(r["variant"], r["skill"]): r for r in table}
     width = 0.8 / len(variants)
     fig, ax = plt.subplots(figsize=(11, 4.2))
@@ -123,7 +137,8 @@ def _figure(table: list[dict[str, Any]], path: Path, title: str) -> None:
         means = [cell[v, s]["dsg"] for s in skills]
         low = [cell[v, s]["dsg"] - cell[v, s]["dsg_low"] for s in skills]
         high = [cell[v, s]["dsg_high"] - cell[v, s]["dsg"] for s in skills]
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=[low, high], capsize=2, label=v)
+        offset = x + (i - (len(variants) - 1) / 2) * width
+        ax.bar(offset, means, width, yerr=[low, high], capsize=2, label=v, color=colors[v])
     ax.set_xticks(x, skills)
     ax.set_ylabel("DSG score (exact), 95 % CI")
     ax.set_ylim(0, 100)
@@ -131,6 +146,44 @@ def _figure(table: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": None})  # no timestamp: the same table gives the same file
+    plt.close(fig)
+
+
+def _forest(table: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Each variant's paired DSG difference from the base with its 95 % interval, one panel per skill."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in table if "delta" in r]
+    skills = list(dict.fromkeys(r["skill"] for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    colors = _colors(["base", *variants])
+    cell = {(r["variant"], r["skill"]): r for r in rows}
+    fig, axes = plt.subplots(1, len(skills), figsize=(2.4 * len(skills) + 2.2, 0.32 * len(variants) + 1.4), sharey=True)
+    axes = [axes] if len(skills) == 1 else list(axes)
+    ys = list(range(len(variants)))[::-1]
+    for ax, skill in zip(axes, skills, strict=True):
+        for y, v in zip(ys, variants, strict=True):
+            c = cell[v, skill]
+            significant = c["p_value"] < 0.05
+            ax.errorbar(
+                c["delta"],
+                y,
+                xerr=[[c["delta"] - c["delta_low"]], [c["delta_high"] - c["delta"]]],
+                fmt="o",
+                mfc=colors[v] if significant else "white",
+                color=colors[v],
+                capsize=2,
+            )
+        ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
+        ax.set_title(skill, fontsize=9)
+        ax.set_xlabel("DSG minus base")
+    axes[0].set_yticks(ys, variants, fontsize=8)
+    fig.suptitle(f"{title}: paired difference from base, 95 % CI (filled: p < 0.05)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)
 
 
@@ -146,7 +199,7 @@ def write_world_report(
     grid_per_skill: int = 2,
 ) -> dict[str, Path]:
     """Write ``per_skill.md`` (tables and claims), ``per_skill.csv``, ``claims.csv``, ``per_skill.png``,
-    ``grid.png`` and ``report.json`` into ``out`` atomically.
+    ``forest.png`` (with a base among the variants), ``grid.png`` and ``report.json`` into ``out`` atomically.
     """
     import pandas as pd
 
@@ -164,11 +217,15 @@ def write_world_report(
         if claims:
             markdown += "\n## SELMA's claims on these prompts (paired bootstrap; verdict at p < 0.05)\n\n"
             markdown += claims_markdown(claims)
+        if any("delta" in r for r in table):
+            markdown += "\n![each variant's paired difference from base](forest.png)\n"
         markdown += "\n![the same prompts rendered by each variant](grid.png)\n"
         (tmp / "per_skill.md").write_text(markdown, encoding="utf-8")
         pd.DataFrame(table).to_csv(tmp / "per_skill.csv", index=False)
         pd.DataFrame(claims).to_csv(tmp / "claims.csv", index=False)
         _figure(table, tmp / "per_skill.png", title)
+        if any("delta" in r for r in table):
+            _forest(table, tmp / "forest.png", title)
         _grid(rows, tmp / "grid.png", grid_per_skill)
         by_variant: dict[str, list[str]] = defaultdict(list)
         for row in rows:
@@ -185,8 +242,8 @@ def write_world_report(
         (tmp / "report.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
 
     replace_output(out, "world-report", dict(config), build)
-    names = ("per_skill.md", "per_skill.csv", "claims.csv", "per_skill.png", "grid.png", "report.json")
-    return {name: out / name for name in names}
+    names = ("per_skill.md", "per_skill.csv", "claims.csv", "per_skill.png", "forest.png", "grid.png", "report.json")
+    return {name: out / name for name in names if (out / name).is_file()}
 
 
 def _grid(rows: Sequence[Mapping[str, Any]], path: Path, per_skill: int) -> None:

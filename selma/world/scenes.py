@@ -168,14 +168,36 @@ def _place(rng: random.Random, sizes: list[int], relation: str | None) -> list[t
     return [(x, y) for x, y, _ in boxes]
 
 
-def render(scene: Scene, rng: random.Random) -> Any:
-    """A PIL image that satisfies ``scene`` exactly."""
+def _canonical(rng: random.Random, sizes: list[int], relation: str, jitter: int) -> list[tuple[int, int]]:
+    """The two objects of a spatial scene at fixed places on the relation's axis, a quarter and three quarters
+    across, each moved by at most ``jitter`` pixels either way.
+    """
+    near, far = IMAGE_SIZE // 4, IMAGE_SIZE - IMAGE_SIZE // 4
+    first, second = {"left of": ((near, 16), (far, 16)), "right of": ((far, 16), (near, 16))}.get(
+        relation, ((16, near), (16, far)) if relation == "above" else ((16, far), (16, near))
+    )
+    return [
+        (cx - size // 2 + rng.randint(-jitter, jitter), cy - size // 2 + rng.randint(-jitter, jitter))
+        for (cx, cy), size in zip((first, second), sizes, strict=True)
+    ]
+
+
+def render(scene: Scene, rng: random.Random, *, spatial_jitter: int | None = None) -> Any:
+    """A PIL image that satisfies ``scene`` exactly. ``spatial_jitter`` (training only): a spatial scene's
+    two objects at canonical places on the relation's axis, moved by at most that many pixels (at most 3);
+    ``None``: anywhere the relation holds.
+    """
     from PIL import Image, ImageDraw
 
+    if spatial_jitter is not None and not 0 <= spatial_jitter <= 3:
+        raise ValueError(f"spatial_jitter must be 0 to 3 pixels, not {spatial_jitter}")
     things = [thing for thing, n in scene.items for _ in range(n)]
     while True:
         sizes = [rng.randint(8, 10) for _ in things]
-        places = _place(rng, sizes, scene.relation)
+        if scene.relation and spatial_jitter is not None:
+            places = _canonical(rng, sizes, scene.relation, spatial_jitter)
+        else:
+            places = _place(rng, sizes, scene.relation)
         if places is not None:
             break
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (0, 0, 0))
@@ -191,10 +213,14 @@ def render(scene: Scene, rng: random.Random) -> Any:
     return image
 
 
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
 @dataclass(frozen=True)
 class CaptionNoise:
-    """How incompletely a training caption describes its image, as alt-text does (the image is always the
-    whole scene). Each rate is a probability per caption (per object for ``color_dropped``).
+    """How a training caption departs from its image (the image is always the whole scene): incomplete, as
+    alt-text is (information omitted), or wrong (a label deficit: colours swapped, a count off by one, a
+    relation flipped). Each rate is a probability per caption (per object for ``color_dropped``).
     """
 
     count_omitted: float = 0.0
@@ -207,6 +233,13 @@ class CaptionNoise:
     """A two-kind scene described by its first kind only."""
     relation_stated: float = 1.0
     """How often a spatial scene's relation is said (otherwise: "a red circle and a blue square")."""
+    color_swapped: float = 0.0
+    """Wrong: a two-kind scene's colours swapped between its kinds ("a red square and a blue circle" for a
+    blue square and a red circle); never when the swap would name a held-out pair."""
+    count_off_by_one: float = 0.0
+    """Wrong: a count of two to four said one more or one less (staying within two to four)."""
+    relation_flipped: float = 0.0
+    """Wrong: a spatial scene's relation said as its opposite ("left of" for "right of")."""
 
     @property
     def complete(self) -> bool:
@@ -220,6 +253,7 @@ def noisy_caption(scene: Scene, noise: CaptionNoise, rng: random.Random) -> str:
     """
     if noise.complete:
         return scene.caption()
+    scene = mislabeled(scene, noise, rng)
     stated = True
 
     def kind(thing: Thing, n: int) -> str:
@@ -249,3 +283,25 @@ def noisy_caption(scene: Scene, noise: CaptionNoise, rng: random.Random) -> str:
     if scene.skill == "count_binding":
         return [f"{a} and {b}", f"{b} and {a}", f"{a} with {b}", f"{b} next to {a}"][style]
     return [f"{a} and {b}", f"{a} with {b}", f"a picture of {a} and {b}", f"{a} together with {b}"][style]
+
+
+def mislabeled(scene: Scene, noise: CaptionNoise, rng: random.Random) -> Scene:
+    """The scene a wrong caption of ``scene`` describes, drawn with ``noise``'s wrong-label rates: colours
+    swapped between the two kinds, a count off by one, the relation flipped (``scene`` when none is drawn).
+    Each rate draws from ``rng`` only when it is set, so other noise draws as it did before.
+    """
+    items, relation = list(scene.items), scene.relation
+    if noise.color_swapped and len(items) == 2 and rng.random() < noise.color_swapped:
+        (a, n), (b, m) = items
+        swapped = [(Thing(b.color, a.shape), n), (Thing(a.color, b.shape), m)]
+        if all((t.color, t.shape) not in HELD_OUT for t, _ in swapped):
+            items = swapped
+    if noise.count_off_by_one and rng.random() < noise.count_off_by_one:
+        counted = [i for i, (_, n) in enumerate(items) if n > 1]
+        if counted:
+            i = counted[0]
+            thing, n = items[i]
+            items[i] = (thing, n + rng.choice([d for d in (-1, 1) if 2 <= n + d <= 4]))
+    if noise.relation_flipped and relation and rng.random() < noise.relation_flipped:
+        relation = OPPOSITE[relation]
+    return Scene(scene.skill, tuple(items), relation, scene.style)

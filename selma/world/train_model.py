@@ -50,6 +50,23 @@ class WorldTrainConfig:
     """How incompletely training captions describe their images (none: every caption complete)."""
     skill_weights: tuple[float, ...] = TRAIN_WEIGHTS
     """Share of each of ``TRAIN_SKILLS`` (object, count, binding, spatial, count_binding) in a batch."""
+    noise_skills: tuple[str, ...] | None = None
+    """The skills whose captions ``caption_noise`` applies to (``None``: all of them)."""
+    spatial_jitter: int | None = None
+    """Spatial scenes in canonical layouts: the two objects a quarter and three quarters along the relation's
+    axis, moved by at most this many pixels (``None``: anywhere the relation holds). A curriculum for relations:
+    the layout a caption asks for becomes a sharp target instead of a broad average."""
+    timestep_bias_multiplier: float = 1.0
+    timestep_bias_portion: float = 0.25
+    """diffusers' SDXL training-script timestep bias, strategy "later": the noisiest ``portion`` of the
+    timesteps drawn ``multiplier`` times as often (1.0: uniform). Layouts, and so spatial relations, are
+    decided there: at lower noise the image already shows where each object is."""
+    init_from: str | None = None
+    """A world pipeline (directory or registry name) whose weights start the run (a warm start); ``None``:
+    random initial weights from ``seed``. See :func:`warm_start`."""
+    coord_init_std: float = 0.0
+    """At a warm start into a coordinate UNet: the standard deviation of the new coordinate weights of its
+    input convolution, relative to the source's weights (0: zeros, the source's function exactly)."""
 
 
 @dataclass(frozen=True)
@@ -67,15 +84,21 @@ def training_batch(
     size: int,
     noise: CaptionNoise | None = None,
     weights: tuple[float, ...] = TRAIN_WEIGHTS,
+    noise_skills: tuple[str, ...] | None = None,
+    spatial_jitter: int | None = None,
 ) -> list[tuple[Scene, Any, str]]:
-    """The (scene, rendered image, caption) triples of one training step: a function of (seed, step) only."""
+    """The (scene, rendered image, caption) triples of one training step: a function of (seed, step) only.
+    ``noise`` applies to the scenes of ``noise_skills`` (``None``: every skill); the others keep exact captions.
+    ``spatial_jitter``: spatial scenes in canonical layouts (:func:`~selma.world.scenes.render`).
+    """
     rng = random.Random(f"world-train:{seed}:{step}")
     captions = random.Random(f"world-captions:{seed}:{step}")
     batch = []
     for _ in range(size):
         scene = sample_scene(rng.choices(TRAIN_SKILLS, weights)[0], rng, held_out=True)
-        image = render(scene, rng)
-        batch.append((scene, image, noisy_caption(scene, noise or CaptionNoise(), captions)))
+        image = render(scene, rng, spatial_jitter=spatial_jitter)
+        noisy = noise is not None and (noise_skills is None or scene.skill in noise_skills)
+        batch.append((scene, image, noisy_caption(scene, noise if noisy else CaptionNoise(), captions)))
     return batch
 
 
@@ -110,15 +133,27 @@ def train_world_model(
 
     if config.architecture not in ARCHITECTURES:
         raise SelmaError(f"unknown world architecture {config.architecture!r}: one of {', '.join(ARCHITECTURES)}")
+    unknown = [skill for skill in config.noise_skills or () if skill not in TRAIN_SKILLS]
+    if unknown:
+        raise SelmaError(f"unknown world skill {unknown[0]!r} in noise skills: one of {', '.join(TRAIN_SKILLS)}")
     if threads:
         torch.set_num_threads(threads)
+    # the model first: a warm start that cannot load leaves no half-made run behind
+    pipe = build_world_pipeline(ARCHITECTURES[config.architecture], config.seed)
+    pipe.set_progress_bar_config(disable=True)
+    state_path = out / STATE_DIR
+    source = None
+    if config.init_from and not state_path.is_dir():
+        source = warm_start(pipe, config.init_from, coord_std=config.coord_init_std, seed=config.seed)
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "config.json"
     wanted = json.loads(json.dumps(asdict(config)))
     if settings.is_file():  # more steps may be asked of a finished run (the learning rate is constant)
-        old = {k: v for k, v in json.loads(settings.read_text(encoding="utf-8")).items() if k != "steps"}
-        old.setdefault("caption_noise", asdict(CaptionNoise()))
-        old.setdefault("skill_weights", list(TRAIN_WEIGHTS))
+        stored = json.loads(settings.read_text(encoding="utf-8"))
+        # settings added since a run was started read as their defaults, which are what it ran with
+        defaults = json.loads(json.dumps(asdict(WorldTrainConfig())))
+        old = {**defaults, **stored, "caption_noise": {**defaults["caption_noise"], **stored.get("caption_noise", {})}}
+        old.pop("steps")
         if old != {k: v for k, v in wanted.items() if k != "steps"}:
             raise SelmaError(f"{out} holds a world model trained with other settings; choose another --out")
     settings.write_text(json.dumps(wanted, indent=2), encoding="utf-8")
@@ -126,16 +161,18 @@ def train_world_model(
         with (out / "commands.txt").open("a", encoding="utf-8") as handle:
             handle.write(command + "\n")
 
-    pipe = build_world_pipeline(ARCHITECTURES[config.architecture], config.seed)
-    pipe.set_progress_bar_config(disable=True)
+    if source is not None:
+        (out / "init_from.json").write_text(json.dumps(source, indent=2), encoding="utf-8")
     unet, text_encoder, tokenizer, vae = pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer=optimizer, num_warmup_steps=config.warmup_steps)
     ema = EMAModel(params, decay=config.ema_decay)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    weights = timestep_weights(
+        noise_scheduler.config.num_train_timesteps, config.timestep_bias_multiplier, config.timestep_bias_portion
+    )
     step = 0
-    state_path = out / STATE_DIR
     if state_path.is_dir():
         state = load_state(state_path)
         unet.load_state_dict(state["unet"])
@@ -153,7 +190,15 @@ def train_world_model(
     unet.train()
     text_encoder.train()
     while step < config.steps:
-        batch = training_batch(step, config.seed, config.batch_size, config.caption_noise, config.skill_weights)
+        batch = training_batch(
+            step,
+            config.seed,
+            config.batch_size,
+            config.caption_noise,
+            config.skill_weights,
+            config.noise_skills,
+            config.spatial_jitter,
+        )
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         captions = [caption for _, _, caption in batch]
         ids = tokenizer(
@@ -164,7 +209,10 @@ def train_world_model(
         with torch.no_grad():
             latents = vae.encode(_pixels([image for _, image, _ in batch])).latent_dist.mode()
         noise = torch.randn(latents.shape, generator=generator)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(batch),), generator=generator)
+        if config.timestep_bias_multiplier == 1.0:  # uniform, drawn as the runs before the bias existed
+            timesteps = torch.randint(0, len(weights), (len(batch),), generator=generator)
+        else:
+            timesteps = torch.multinomial(weights, len(batch), replacement=True, generator=generator)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
         target = noise_scheduler.get_velocity(latents, noise, timesteps)
         pred = unet(noisy, timesteps, text_encoder(ids)[0]).sample
@@ -199,6 +247,68 @@ def train_world_model(
     return record
 
 
+def timestep_weights(timesteps: int, multiplier: float, portion: float) -> Any:
+    """Sampling weights of the training timesteps, as diffusers' ``generate_timestep_weights`` with strategy
+    "later": the last ``portion`` of them weighted ``multiplier`` times (uniform at 1.0).
+    """
+    import torch
+
+    if multiplier <= 0 or not 0 < portion <= 1:
+        raise SelmaError(
+            f"timestep bias: multiplier must be positive and portion in (0, 1] (got {multiplier}, {portion})"
+        )
+    weights = torch.ones(timesteps)
+    weights[timesteps - int(portion * timesteps) :] *= multiplier
+    return weights / weights.sum()
+
+
+def warm_start(pipe: Any, source: str, *, coord_std: float = 0.0, seed: int = 0) -> dict[str, Any]:
+    """Load the UNet and text-encoder weights of world pipeline ``source`` into ``pipe`` (built with the same
+    sizes). A coordinate input convolution (:class:`~selma.world.model.CoordConv2d`) gets the source's
+    weights for the image channels; its coordinate weights are zeros (``coord_std`` 0: the warm-started
+    model computes exactly what the source does) or normal with ``coord_std`` times the standard deviation
+    of the source's weights, from ``seed`` (positional features from the first step). Returns the source's
+    identity: its path and the sha256 of each weight file.
+    """
+    import hashlib
+
+    import torch
+
+    from selma.models import load_pipeline, resolve_model
+
+    resolved = resolve_model(source)
+    loaded = load_pipeline(resolved)
+    for name in ("unet", "text_encoder"):
+        target, given = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        new = set(getattr(getattr(pipe, name), "new_at_warm_start", ()))
+        missing, unknown = sorted(set(target) - set(given) - new), sorted(set(given) - set(target))
+        if missing or unknown:
+            raise SelmaError(
+                f"cannot warm-start from {source}: its {name} has other layers "
+                f"(missing {missing[:3]}, unknown {unknown[:3]})"
+            )
+        for key, value in given.items():
+            wanted = target[key].shape
+            if value.shape == wanted:
+                target[key] = value
+            elif key == "conv_in.weight" and wanted[1] == value.shape[1] + 2 and wanted[0] == value.shape[0]:
+                generator = torch.Generator().manual_seed(seed)
+                coords = torch.randn(wanted[0], 2, *wanted[2:], generator=generator) * coord_std * value.std()
+                target[key] = torch.cat([value, coords.to(value.dtype)], dim=1)
+            else:
+                raise SelmaError(
+                    f"cannot warm-start from {source}: {name}.{key} is {tuple(value.shape)}, not {tuple(wanted)}"
+                )
+        getattr(pipe, name).load_state_dict(target)
+    files = sorted(Path(resolved.source).glob("*/*.safetensors"))
+    return {
+        "source": source,
+        "coord_init_std": coord_std,
+        "path": str(resolved.source),
+        "sha256": {str(f.relative_to(resolved.source)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files},
+    }
+
+
 def _evaluate_and_export(
     pipe: Any, ema: Any, params: list[Any], out: Path, step: int, config: WorldTrainConfig, loss: float, started: float
 ) -> dict[str, Any]:
@@ -224,6 +334,42 @@ def _evaluate_and_export(
     with (out / "log.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
     return record
+
+
+def training_phases(run: Path, step: int) -> list[dict[str, Any]]:
+    """The chain of training runs behind ``run``'s pipeline at ``step``, earliest first: for each run its
+    directory, settings (architecture, steps, caption noise, seed, ...), the commands that ran it, the
+    warm start it began from (source, path, sha256 of each weight file) and its evaluations up to the
+    step used. A warm start from a pipeline saved by another run (``<run>/pipeline-<step>``) adds that run.
+    """
+    phases: list[dict[str, Any]] = []
+    current: Path | None = run
+    while current is not None and (current / "config.json").is_file():
+        config = json.loads((current / "config.json").read_text(encoding="utf-8"))
+        log_file, commands_file = current / "log.jsonl", current / "commands.txt"
+        log = (
+            [json.loads(x) for x in log_file.read_text(encoding="utf-8").splitlines() if x.strip()]
+            if log_file.is_file()
+            else []
+        )
+        init_file = current / "init_from.json"
+        init = json.loads(init_file.read_text(encoding="utf-8")) if init_file.is_file() else None
+        phases.insert(
+            0,
+            {
+                "run": str(current),
+                "config": {**config, "steps": step},
+                "commands": commands_file.read_text(encoding="utf-8").splitlines() if commands_file.is_file() else [],
+                "init_from": init,
+                "log": [entry for entry in log if entry["step"] <= step],
+            },
+        )
+        current, step = None, 0
+        if init is not None:
+            source = Path(init["path"])
+            if source.name.startswith("pipeline-") and (source.parent / "config.json").is_file():
+                current, step = source.parent, int(source.name.removeprefix("pipeline-"))
+    return phases
 
 
 def evaluate_world_pipeline(
@@ -267,7 +413,26 @@ def evaluate_world_pipeline(
         scores[f"{skill}_caption"] = round(100 * sum(v >= 100.0 - 1e-9 for v in values) / len(values), 2)
         scores[f"{skill}_dsg"] = round(sum(values) / len(values), 2)
     scores["mean_caption"] = round(sum(scores[f"{s}_caption"] for s in SKILLS) / len(SKILLS), 2)
+    scores.update(_relation_given_objects(prompts, questions, answers))
     return scores
+
+
+def _relation_given_objects(prompts: Any, questions: Any, answers: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """``spatial_objects``: the share of spatial prompts whose objects are both right (every question but the
+    relation passes); ``spatial_relation_given_objects``: the share of those whose relation is right too
+    (chance: about 25 % for random placements of two objects).
+    """
+    spatial = {p.id for p in prompts if p.category == "spatial"}
+    objects_right, relation_right = 0, 0
+    for prompt_id in sorted(spatial):
+        own = [q for q in questions if q.prompt_id == prompt_id]
+        if all(answers[(prompt_id, q.id)] == "yes" for q in own if q.element_type != "relation"):
+            objects_right += 1
+            relation_right += all(answers[(prompt_id, q.id)] == "yes" for q in own if q.element_type == "relation")
+    return {
+        "spatial_objects": round(100 * objects_right / max(1, len(spatial)), 2),
+        "spatial_relation_given_objects": round(100 * relation_right / max(1, objects_right), 2),
+    }
 
 
 def export_world_model(
@@ -300,6 +465,7 @@ def export_world_model(
 
     record = {
         "model": target.name,
+        "phases": training_phases(run, step),
         "trained_by": commands,
         "config": {**config, "steps": step},
         "seed": seed,
