@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from selma.errors import SelmaError
-from selma.models import ResolvedModel, load_component, load_pipeline, resolve_model, spec_from_directory
+from selma.models import ResolvedModel, load_component, load_pipeline, spec_from_directory
 from selma.world.model import (
     ARCHITECTURES,
     BidirectionalCLIPTextModel,
@@ -137,9 +137,29 @@ def test_timestep_bias_weights_the_noisiest_portion_as_diffusers_later_strategy(
         timestep_weights(1000, 0.0, 0.25)
 
 
-def test_the_shipped_base_loads_as_its_recorded_classes() -> None:
-    pipe = load_pipeline(resolve_model("shapes-base"))
-    assert pipe.unet.config.in_channels == 12
+def test_two_pass_text_encoder_starts_as_the_causal_one_and_reads_the_words_backwards(tmp_path: Path) -> None:
+    from selma.world.model import TwoPassCLIPTextModel, _reversed_words
+
+    causal = build_world_pipeline(ARCHITECTURES["base"], 0)
+    causal.save_pretrained(tmp_path / "source")
+    pipe = build_world_pipeline(ARCHITECTURES["base-twopass"], 1)
+    assert isinstance(pipe.text_encoder, TwoPassCLIPTextModel)
+    warm_start(pipe, str(tmp_path / "source"))
+    ids = pipe.tokenizer([PROMPT, "a red square"], padding="max_length", max_length=16, return_tensors="pt").input_ids
+    order = _reversed_words(ids, pipe.text_encoder.config.eos_token_id)
+    words = pipe.tokenizer.convert_ids_to_tokens(ids.gather(1, order)[0])
+    assert words[:4] == ["<|startoftext|>", "square</w>", "yellow</w>", "a</w>"] and words[9] == "<|endoftext|>"
+    assert torch.equal(order.gather(1, order), torch.arange(16).expand(2, 16))  # an involution
+    with torch.no_grad():
+        assert torch.equal(pipe.text_encoder(ids)[0], causal.text_encoder(ids)[0])  # zero projection: causal
+        pipe.text_encoder.backward_projection.weight.fill_(0.01)
+        hidden = pipe.text_encoder(ids)[0]
+    assert not torch.equal(hidden, causal.text_encoder(ids)[0])
+    pipe.save_pretrained(tmp_path / "p")
+    again = load_pipeline(ResolvedModel(spec_from_directory(tmp_path / "p"), str(tmp_path / "p")))
+    assert type(again.text_encoder) is TwoPassCLIPTextModel
+    with torch.no_grad():
+        assert torch.equal(again.text_encoder(ids)[0], hidden)
 
 
 def test_canonical_spatial_layouts_satisfy_their_relation_on_the_relations_axis() -> None:
