@@ -27,6 +27,25 @@ from selma.io import atomic_write_json, config_hash, describe_differences, write
 
 MARKER = ".selma-stage.json"
 
+PROVENANCE = frozenset({"version", "scorer_version"})
+"""Settings a marker records but never compares: which selma-bench wrote the output, not what
+determines its bytes. An upgrade keeps every cached output; a stage whose output does change says
+so by raising its entry in :data:`FORMATS`."""
+
+FORMATS: dict[str, int] = {}
+"""Per stage kind, the version of its output's format (1 where absent): raised only when that stage,
+given the same inputs and settings, would now write other bytes."""
+
+
+def stage_key(kind: str, config: Mapping[str, Any], resumable: Iterable[str] = ()) -> str:
+    """The one key of a stage output of ``kind`` configured by ``config``: the hash of its settings (those
+    in ``resumable`` and :data:`PROVENANCE` left out) and of its stage's format version. Folder names and
+    markers both use it, so the two can never disagree.
+    """
+    loose = set(resumable) | PROVENANCE
+    settings = {k: v for k, v in config.items() if k not in loose}
+    return config_hash({"stage": kind, "format": FORMATS.get(kind, 1), "settings": settings})
+
 
 def marker_path(output: Path, folder: bool = True) -> Path:
     """Where the marker of an output folder (inside it) or output file (beside it) lives."""
@@ -95,8 +114,8 @@ def check(
     configuration, or an output selma-bench did not write, is refused.
     """
     config = dict(config)
-    loose = set(resumable)
-    digest = _digest(config, loose)
+    loose = set(resumable) | PROVENANCE
+    digest = stage_key(kind, config, resumable)
     previous = read_marker(output, folder)
     if previous is not None and previous["config_hash"] != digest:
         if force:
@@ -138,20 +157,16 @@ def claim(
     if output.exists() or marker_path(output, folder).exists():
         _clear(output, folder)
     (output if folder else output.parent).mkdir(parents=True, exist_ok=True)
-    fresh = Claim(output, kind, dict(config), _digest(config, set(resumable)), False, folder)
+    fresh = Claim(output, kind, dict(config), stage_key(kind, config, resumable), False, folder)
     _write(fresh)
     return fresh
-
-
-def _digest(config: Mapping[str, Any], loose: set[str]) -> str:
-    return config_hash({k: v for k, v in config.items() if k not in loose})
 
 
 def complete_marker(
     folder: Path, kind: str, config: Mapping[str, Any], record: Mapping[str, Any] | None = None
 ) -> None:
     """Write a complete marker into a folder being built (for outputs written all at once)."""
-    _write(Claim(folder, kind, dict(config), _digest(config, set()), True, True, dict(record or {})))
+    _write(Claim(folder, kind, dict(config), stage_key(kind, config), True, True, dict(record or {})))
 
 
 def replace_output(out: Path, kind: str, config: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
@@ -176,7 +191,7 @@ def ensure_output(out: Path, kind: str, config: Mapping[str, Any], build: Callab
     ``config``, else rebuilt all at once by :func:`replace_output`.
     """
     marker = read_marker(out) if out.is_dir() else None
-    if marker is not None and marker.get("complete") and marker["config_hash"] == _digest(config, set()):
+    if marker is not None and marker.get("complete") and marker["config_hash"] == stage_key(kind, config):
         return out
     return replace_output(out, kind, config, build)
 

@@ -218,3 +218,8 @@ def live_lora_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the variant's LoRA as a live adapter (default: fused into the weights, at the base model's speed)",
     )
+
+
+def force_option(parser: argparse.ArgumentParser, help: str = "replace an output made with other settings") -> None:
+    """``--force``: a stage output made with other settings is replaced instead of refused."""
+    parser.add_argument("--force", action="store_true", help=help)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import data_locator, emit, json_option, non_negative_int, positive_int
+from selma.cli._common import data_locator, emit, force_option, json_option, non_negative_int, positive_int
 from selma.recipe.datagen.backends import BackendOptions, backends, make_backend
 
 
@@ -28,7 +28,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", required=True, type=Path, help="JSONL output; an existing file is resumed")
-    p.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    force_option(p)
     json_option(p)
     p.set_defaults(func=run)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from selma.cli._common import (
     emit,
+    force_option,
     json_option,
     live_lora_option,
     model_option,
@@ -42,7 +43,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=positive_int, help="only the first N prompts")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    force_option(p)
     live_lora_option(p)
     json_option(p)
     p.set_defaults(func=run)

@@ -9,6 +9,7 @@ from typing import Any
 from selma.cli._common import (
     emit,
     float_list,
+    force_option,
     json_option,
     model_option,
     model_ref,
@@ -43,7 +44,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, help="default: <workdir>/<model>/merged-<method>")
     p.add_argument("--fused-pipeline", type=Path, help="also save a full pipeline with the merge fused in")
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
-    p.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    force_option(p)
     json_option(p)
     p.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import data_locator, non_negative_int, positive_int, table
+from selma.cli._common import data_locator, force_option, non_negative_int, positive_int, table
 
 
 def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
@@ -32,7 +32,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--bootstrap", type=positive_int, default=2000, metavar="N", help="bootstrap resamples")
     p.add_argument("--label", help="row label in tables")
     p.add_argument("--out", type=Path, help="run directory (default: selma-runs/rescore-<suite>-<file>-<hash>)")
-    p.add_argument("--force", action="store_true", help="replace a run of another configuration in --out")
+    force_option(p, "replace a run of another configuration in --out")
     p.add_argument("--json", action="store_true", help="print the summary JSON")
     p.set_defaults(func=run)
 

@@ -9,6 +9,7 @@ from typing import Any
 from selma.cli._common import (
     checkpoint_roles,
     data_locator,
+    force_option,
     live_lora_option,
     model_option,
     model_ref,
@@ -51,6 +52,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     live_lora_option(p)
     p.add_argument("--workdir", type=Path, default=Path("selma-work"))
     p.add_argument("--out", type=Path, default=Path("selma-runs") / "run")
+    force_option(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; load nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         fuse_lora=not args.live_lora,
         dtype=args.dtype,
+        force=args.force,
     )
     locator = data_locator(args)
     if args.dry_run:

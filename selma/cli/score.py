@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import checkpoint_roles, data_locator, non_negative_int, positive_int, print_json, table
+from selma.cli._common import (
+    checkpoint_roles,
+    data_locator,
+    force_option,
+    non_negative_int,
+    positive_int,
+    print_json,
+    table,
+)
 
 
 def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
@@ -42,7 +50,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--label")
     p.add_argument("--out", type=Path)
-    p.add_argument("--force", action="store_true")
+    force_option(p, "score again even when a run of this configuration exists")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from selma.cli._common import data_locator, print_json
+from selma.cli._common import data_locator, force_option, print_json
 
 
 def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
         choices=["float32", "float16", "bfloat16"],
         help="render every image in this dtype (default: the file's)",
     )
+    force_option(p)
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -61,7 +62,7 @@ def run_study_file(study_path: Path, args: argparse.Namespace) -> int:
         params.update(slurm_array_parallelism=args.array_parallelism, gpus_per_node=args.gpus_per_node)
         if args.slurm_partition:
             params["slurm_partition"] = args.slurm_partition
-    result = run_study(study, out, locator, launcher=args.launcher, launcher_params=params)
+    result = run_study(study, out, locator, launcher=args.launcher, launcher_params=params, force=args.force)
     print(result["table"].to_markdown())
     print(f"wrote {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'study.json'}", file=sys.stderr)
     return 0

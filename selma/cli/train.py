@@ -8,6 +8,7 @@ from typing import Any
 
 from selma.cli._common import (
     emit,
+    force_option,
     json_option,
     model_option,
     model_ref,
@@ -84,7 +85,7 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--caption-column", default="text")
     p.add_argument("--limit", type=positive_int, help="use the first N examples")
     p.add_argument("--device", help="cpu to force the CPU")
-    p.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    force_option(p)
     json_option(p)
     p.set_defaults(func=run)
 

@@ -18,9 +18,10 @@ from selma.harness.scoring.conventions import QAConvention, resolve_convention
 from selma.harness.scoring.matchers import make_matcher
 from selma.harness.scoring.qa import score_questions
 from selma.harness.suites import DataLocator, load_suite
-from selma.io import config_hash, sha256_file
+from selma.io import sha256_file
 from selma.results.schema import Provenance, ScoreSummary
 from selma.results.store import existing_run, make_provenance, now, write_run
+from selma.stage import stage_key
 from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean, bootstrap_ratio, group_intervals
 
 
@@ -85,7 +86,7 @@ def rescore(
         "input_sha256": sorted(inputs.values()),
         "scorer_version": __version__,
     }
-    digest = config_hash(config)
+    digest = stage_key("run", config)
     run_dir = out or Path("selma-runs") / f"rescore-{suite.name}-{request.answers.stem}-{digest[:12]}"
     if not force:
         cached = existing_run(run_dir, config)

@@ -25,10 +25,10 @@ from selma.harness.metrics import all_metrics
 from selma.harness.metrics.images import image_sha256, load_rgb
 from selma.harness.scoring.conventions import QAConvention, resolve_convention
 from selma.harness.suites import DataLocator, Suite, load_suite
-from selma.io import config_hash
 from selma.results.schema import MetricSummary, Provenance, ScoreSummary
 from selma.results.store import existing_run, make_provenance, now, write_run
 from selma.shard import process_state, shard_map
+from selma.stage import stage_key
 from selma.stats import DEFAULT_RESAMPLES, bootstrap_mean, group_intervals
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def score_folder(
         "label": label,
         "version": __version__,
     }
-    digest = config_hash(config)
+    digest = stage_key("run", config)
     run_dir = out or Path("selma-runs") / f"score-{suite.name}-{metric}-{folder.name}-{digest[:12]}"
     if not force:
         cached = existing_run(run_dir, config)

@@ -78,8 +78,12 @@ def model_registry() -> Registry[ModelSpec]:
 
 
 def tiny_model_dir(name: str) -> Path:
-    """Where the tiny model ``name`` is built: ``<cache>/models/<name>``."""
-    return default_cache_dir() / "models" / name
+    """Where the tiny model ``name`` is built: ``<cache>/models/<name>-w<TINY_WEIGHTS>``, so that a build of
+    other weights (an older selma-bench) is never reused.
+    """
+    from selma.models.tiny import TINY_WEIGHTS
+
+    return default_cache_dir() / "models" / f"{name}-w{TINY_WEIGHTS}"
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")

@@ -10,8 +10,12 @@ import tempfile
 from pathlib import Path
 
 from selma.io import write_folder
+from selma.models.portable_init import portable_init
 
 TINY_SEED = 0
+TINY_WEIGHTS = 2
+"""The version of the tiny models' weights: raised whenever a change here changes their bytes
+(2: drawn by :func:`~selma.models.portable_init.portable_init`, the same on every machine)."""
 
 
 def _text_encoder(vocab_size: int, projection: bool = False) -> object:
@@ -48,7 +52,9 @@ def _vae() -> object:
 
 
 def build_tiny_pipeline(family: str, prediction_type: str = "epsilon") -> object:
-    """A random-weight pipeline of ``family`` (sd1, sd2 or sdxl) at 32 px (latents 16 px)."""
+    """A random-weight pipeline of ``family`` (sd1, sd2 or sdxl) at 32 px (latents 16 px), the same
+    weights on every machine.
+    """
     import torch
     from diffusers import (
         DDIMScheduler,
@@ -88,7 +94,7 @@ def build_tiny_pipeline(family: str, prediction_type: str = "epsilon") -> object
             projection_class_embeddings_input_dim=80,  # 6 time ids x 8 + pooled text 32
             cross_attention_dim=64,  # both text encoders' hidden states, concatenated
         )
-        return StableDiffusionXLPipeline(
+        pipe = StableDiffusionXLPipeline(
             vae=_vae(),
             text_encoder=_text_encoder(vocab),
             text_encoder_2=_text_encoder(vocab, projection=True),
@@ -97,6 +103,7 @@ def build_tiny_pipeline(family: str, prediction_type: str = "epsilon") -> object
             unet=unet,
             scheduler=EulerDiscreteScheduler(**scheduler_kwargs, timestep_spacing="leading", steps_offset=1),
         )
+        return _portable(pipe, family)
     if family not in ("sd1", "sd2"):
         raise ValueError(f"unknown model family {family!r}")
     unet = UNet2DConditionModel(
@@ -110,7 +117,7 @@ def build_tiny_pipeline(family: str, prediction_type: str = "epsilon") -> object
         if family == "sd1"
         else DDIMScheduler(**scheduler_kwargs, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     )
-    return StableDiffusionPipeline(
+    pipe = StableDiffusionPipeline(
         vae=_vae(),
         text_encoder=_text_encoder(vocab),
         tokenizer=tokenizer,
@@ -120,9 +127,22 @@ def build_tiny_pipeline(family: str, prediction_type: str = "epsilon") -> object
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    return _portable(pipe, family)
+
+
+def _portable(pipe: object, family: str) -> object:
+    """``pipe`` with every model component's random weights redrawn by :func:`portable_init`."""
+    import torch
+
+    for name, component in pipe.components.items():  # type: ignore[attr-defined]
+        if isinstance(component, torch.nn.Module):
+            portable_init(component, f"tiny-{family}:{name}")
+    return pipe
 
 
 def save_tiny_pipeline(family: str, prediction_type: str, target: Path) -> Path:
-    """Build a tiny pipeline and ``save_pretrained`` it (safetensors) into ``target`` atomically."""
+    """Build a tiny pipeline and ``save_pretrained`` it (safetensors) into ``target`` atomically: the same
+    bytes on every machine (:func:`~selma.models.portable_init.portable_init`).
+    """
     pipe = build_tiny_pipeline(family, prediction_type)
     return write_folder(target, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True))

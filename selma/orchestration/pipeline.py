@@ -8,7 +8,7 @@ scores under a folder keyed by its checkpoints, so a second identical run does n
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from selma.errors import SelmaError
 from selma.harness.metrics import metric_heading, metric_info
 from selma.harness.suites import DataLocator, Suite, load_suite
 from selma.io import config_hash, safe_id
-from selma.recipe.generate import GenerationSettings, generate, plan
+from selma.recipe.generate import GenerationSettings, generate, image_set_key, plan
 from selma.recipe.prompts import PromptItem
 from selma.recipe.variants import Variant, resolve_variant
 from selma.weights import check_weights
@@ -54,6 +54,9 @@ class RunRequest:
     """Fuse the variant's LoRA into the weights (base speed); ``False`` keeps a live adapter."""
     dtype: str = "float32"
     """The generation dtype (``float16`` or ``bfloat16`` on a GPU); part of the images' cache key."""
+    force: bool = False
+    """Replace an image set made with other settings (by default it is refused, naming them); score folders
+    are keyed by their content, so they never clash."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def _prepare(
     settings = GenerationSettings.for_variant(
         variant, images_per_prompt=request.images_per_prompt, seed=request.seed, dtype=request.dtype
     )
-    key = config_hash({"settings": asdict(settings), "prompts": [asdict(p) for p in prompts]})[:12]
+    key = image_set_key(prompts, settings)[:12]
     name = f"{suite.name}-{safe_id(variant.model.spec.name)}-{safe_id(request.variant)}-{key}"
     metrics = request.metrics or default_metrics(suite)
     if not metrics:
@@ -210,6 +213,7 @@ def run_variant(request: RunRequest, locator: DataLocator, *, workdir: Path, out
         prepared.images_dir,
         lambda: prepared.variant.load(device=request.device, dtype=request.dtype),
         batch_size=request.batch_size,
+        force=request.force,
     )
     summaries, tables, score_dirs = [], [], {}
     for metric in prepared.metrics:

@@ -9,6 +9,7 @@ restarts where it stopped and a finished one is a cache hit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -431,7 +432,13 @@ def training_data(study: StudyConfig, out: Path, ref: str, skill: str, recipe: s
 
 
 def make_prompts(
-    study: StudyConfig, out: Path, *, locator: Any = None, extra_prompts: int = 0, progress: bool = True
+    study: StudyConfig,
+    out: Path,
+    *,
+    locator: Any = None,
+    extra_prompts: int = 0,
+    progress: bool = True,
+    force: bool = False,
 ) -> None:
     """Stage 1: skill prompts from the study's LLM backend into ``out/prompts.jsonl``."""
     from selma.harness.suites import DataLocator
@@ -450,11 +457,18 @@ def make_prompts(
         out / "prompts.jsonl",
         seed=settings.seed,
         progress=progress,
+        force=force,
     )
 
 
 def render_unit(
-    study: StudyConfig, out: Path, ref: str, skill: str, guidance: float | None = None, progress: bool = False
+    study: StudyConfig,
+    out: Path,
+    ref: str,
+    skill: str,
+    guidance: float | None = None,
+    progress: bool = False,
+    force: bool = False,
 ) -> Path:
     """Stage 2: one model's images of one skill's training prompts (at ``guidance``: default the model's)."""
     from selma.recipe.generate import GenerationSettings, generate
@@ -477,11 +491,14 @@ def render_unit(
         lambda: chosen.load(device=study.device, dtype=study.dtype),
         batch_size=study.batch_size,
         progress=progress,
+        force=force,
     )
     return folder
 
 
-def filter_unit(study: StudyConfig, out: Path, ref: str, skill: str, recipe: str, progress: bool = False) -> Path:
+def filter_unit(
+    study: StudyConfig, out: Path, ref: str, skill: str, recipe: str, progress: bool = False, force: bool = False
+) -> Path:
     """Stage 2b: the rendered images of one skill that the recipe's verifier keeps."""
     from selma.recipe.verify import filter_images
 
@@ -497,11 +514,12 @@ def filter_unit(study: StudyConfig, out: Path, ref: str, skill: str, recipe: str
         checkpoints=verifier.checkpoints,
         device=study.device,
         progress=progress,
+        force=force,
     )
     return target
 
 
-def train_unit(study: StudyConfig, out: Path, variant: str, progress: bool = False) -> Path:
+def train_unit(study: StudyConfig, out: Path, variant: str, progress: bool = False, force: bool = False) -> Path:
     """Stage 3: one LoRA (an expert, multi, gt or w2s), resumed from its newest checkpoint."""
     from dataclasses import replace
 
@@ -537,11 +555,12 @@ def train_unit(study: StudyConfig, out: Path, variant: str, progress: bool = Fal
         }
     target = variant_dir(out / "work", model, variant)
     assert target is not None
-    train_lora(model, data, target, replace(study.train_config(), **overrides), resume="latest", progress=progress)
+    config = replace(study.train_config(), **overrides)
+    train_lora(model, data, target, config, resume="latest", progress=progress, force=force)
     return target
 
 
-def merge_unit(study: StudyConfig, out: Path, method: str, recipe: str | None = None) -> Path:
+def merge_unit(study: StudyConfig, out: Path, method: str, recipe: str | None = None, force: bool = False) -> Path:
     """Stage 4: the experts of every skill (trained under ``recipe``) merged with ``method``."""
     from selma.models import resolve_model
     from selma.recipe.merge import merge_experts
@@ -554,7 +573,7 @@ def merge_unit(study: StudyConfig, out: Path, method: str, recipe: str | None = 
         experts = {s: d / f"checkpoint-{study.lora_step}" for s, d in experts.items() if d is not None}
     target = variant_dir(out / "work", model, f"merged:{method}{plus}")
     assert target is not None
-    merge_experts(model, {k: v for k, v in experts.items() if v is not None}, target, method=method)
+    merge_experts(model, {k: v for k, v in experts.items() if v is not None}, target, method=method, force=force)
     return target
 
 
@@ -673,8 +692,10 @@ def run_study(
     progress: bool = True,
     launcher: str | None = None,
     launcher_params: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Build what is missing, run every cell, and write ``comparison.md``/``comparison.csv``/``study.json``.
+    ``force``: a stage output made with other settings is replaced (by default it is refused, naming them).
 
     With a ``launcher`` every stage's units (renders, LoRAs, merges, cells) are submitted as one job
     array; a stage starts when the previous one has finished.
@@ -692,22 +713,28 @@ def run_study(
     folder = out / "jobs"
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    make_prompts(study, out, locator=locator, progress=progress)
+    make_prompts(study, out, locator=locator, progress=progress, force=force)
     timings["datagen"] = round(time.perf_counter() - clock, 2)
     stages = (
         (
             "generate",
-            [partial(render_unit, study, out, ref, skill, guidance) for ref, skill, guidance in units.renders],
+            [
+                partial(render_unit, study, out, ref, skill, guidance, force=force)
+                for ref, skill, guidance in units.renders
+            ],
         ),
-        ("verify", [partial(filter_unit, study, out, ref, skill, recipe) for ref, skill, recipe in units.filters]),
-        ("train", [partial(train_unit, study, out, variant) for variant in units.trainings]),
-        ("merge", [partial(merge_unit, study, out, method, recipe) for method, recipe in units.merges]),
+        (
+            "verify",
+            [partial(filter_unit, study, out, ref, skill, recipe, force=force) for ref, skill, recipe in units.filters],
+        ),
+        ("train", [partial(train_unit, study, out, variant, force=force) for variant in units.trainings]),
+        ("merge", [partial(merge_unit, study, out, method, recipe, force=force) for method, recipe in units.merges]),
     )
     for stage, work in stages:
         clock = time.perf_counter()
         execute(work, launcher, folder, params, desc=f"study {stage}", progress=progress)
         timings[stage] = round(time.perf_counter() - clock, 2)
-    requests = _requests(study)
+    requests = [dataclasses.replace(r, force=force) for r in _requests(study)]
     clock = time.perf_counter()
     cells = [partial(evaluate_cell, study, out, locator, r) for r in requests]
     results = execute(cells, launcher, folder, params, desc="study evaluate", progress=progress)

@@ -25,7 +25,7 @@ from selma.io import atomic_write_json, atomic_write_text, file_digest
 from selma.recipe.prompts import PromptItem
 from selma.results.store import make_provenance, now
 from selma.shard import process_state
-from selma.stage import check, claim, fault_point
+from selma.stage import check, claim, fault_point, stage_key
 
 GENERATION = "generation.json"
 METADATA = "metadata.jsonl"
@@ -119,6 +119,19 @@ def _record(job: Job, settings: GenerationSettings) -> dict[str, Any]:
     }
 
 
+IMAGE_SET = "image set"
+
+
+def image_set_config(prompts: Sequence[PromptItem], settings: GenerationSettings) -> dict[str, Any]:
+    """What an image set records in its stage marker; its key (:func:`image_set_key`) leaves the version out."""
+    return {"command": "generate", **asdict(settings), "prompts": [asdict(p) for p in prompts], "version": __version__}
+
+
+def image_set_key(prompts: Sequence[PromptItem], settings: GenerationSettings) -> str:
+    """The stage key of the images of ``prompts`` under ``settings``: its folder name's hash and its marker's."""
+    return stage_key(IMAGE_SET, image_set_config(prompts, settings))
+
+
 def generate(
     prompts: Sequence[PromptItem],
     settings: GenerationSettings,
@@ -141,9 +154,8 @@ def generate(
 
     started = now()
     state = process_state()
-    config = {"command": "generate", **asdict(settings), "prompts": [asdict(p) for p in prompts]}
-    config["version"] = __version__
-    existing = check(out, "image set", config, force=force)  # a changed setting is refused before any work
+    config = image_set_config(prompts, settings)
+    existing = check(out, IMAGE_SET, config, force=force)  # a changed setting is refused before any work
     jobs = plan(prompts, settings)
     batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
 
@@ -159,7 +171,7 @@ def generate(
         mine = list(shared)
     pipe = load() if mine else None  # a model that fails to load leaves nothing behind
     state.wait_for_everyone()
-    claimed = claim(out, "image set", config, force=force) if state.is_main_process else None
+    claimed = claim(out, IMAGE_SET, config, force=force) if state.is_main_process else None
     state.wait_for_everyone()
     (out / "images").mkdir(parents=True, exist_ok=True)
     total = sum(len(batch) for batch in mine)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 
 from selma.errors import SelmaError
 from selma.io import load_state, save_state
-from selma.world.scenes import SKILLS, CaptionNoise, Scene, noisy_caption, render, sample_scene
+from selma.world.scenes import HELD_OUT, SKILLS, CaptionNoise, Scene, noisy_caption, render, sample_scene
 
 TRAIN_SKILLS = ("object", *SKILLS)
 TRAIN_WEIGHTS = (0.25, *(0.75 / len(SKILLS),) * len(SKILLS))
@@ -414,7 +415,16 @@ def evaluate_world_pipeline(
         scores[f"{skill}_dsg"] = round(sum(values) / len(values), 2)
     scores["mean_caption"] = round(sum(scores[f"{s}_caption"] for s in SKILLS) / len(SKILLS), 2)
     scores.update(_relation_given_objects(prompts, questions, answers))
+    texts = {prompt.id: prompt.text for prompt in prompts}
+    for part, wanted in (("held_out", True), ("seen", False)):  # prompts with a never-trained colour-shape pair
+        values = [r["score"] for r in scored.prompts if _has_held_out_pair(texts[r["prompt_id"]]) == wanted]
+        scores[f"{part}_prompts"] = len(values)
+        scores[f"{part}_caption"] = round(100 * sum(v >= 100.0 - 1e-9 for v in values) / max(1, len(values)), 2)
     return scores
+
+
+def _has_held_out_pair(text: str) -> bool:
+    return any(re.search(rf"\b{color} {shape}", text) for color, shape in HELD_OUT)
 
 
 def _relation_given_objects(prompts: Any, questions: Any, answers: dict[tuple[str, str], str]) -> dict[str, Any]:

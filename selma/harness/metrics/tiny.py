@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from selma.models.portable_init import portable_init
+
 TINY_OPEN_CLIP = {
     "embed_dim": 16,
     "vision_cfg": {"image_size": 30, "layers": 2, "width": 32, "head_width": 8, "patch_size": 6},
@@ -42,7 +44,7 @@ def save_tiny_clip(root: Path, config: dict[str, Any] = TINY_OPEN_CLIP, seed: in
     from selma.models.tokenizer import byte_level_clip_tokenizer
 
     torch.manual_seed(seed)
-    model = CLIPModel(clip_config_from_open_clip(config))
+    model = portable_init(CLIPModel(clip_config_from_open_clip(config)), f"clip:{seed}")
     with torch.no_grad():
         model.logit_scale.fill_(np.log(100.0) - 0.3)
     model.save_pretrained(root)
@@ -92,7 +94,7 @@ def save_tiny_blip_vqa(
         text["vocab_size"] = len(tokenizer)
     torch.manual_seed(seed)
     config = BlipConfig(text_config=text, vision_config=TINY_VISION if vision_config is None else vision_config)
-    BlipForQuestionAnswering(config).save_pretrained(root)
+    portable_init(BlipForQuestionAnswering(config), f"blip-vqa:{seed}").save_pretrained(root)
     size = config.vision_config.image_size
     processor = BlipProcessor(
         image_processor=BlipImageProcessor(size={"height": size, "width": size}), tokenizer=tokenizer
@@ -168,7 +170,7 @@ def save_tiny_llava(root: Path, seed: int = 0) -> Path:
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
     )
-    LlavaForConditionalGeneration(config).save_pretrained(root)
+    portable_init(LlavaForConditionalGeneration(config), f"llava:{seed}").save_pretrained(root)
     template = (
         "{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image> "
         "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %} ASSISTANT:"
@@ -223,7 +225,8 @@ def save_tiny_blip2(root: Path, *, instruct: bool = False, seed: int = 0) -> Pat
         image_token_index=image_token,
     )
     torch.manual_seed(seed)
-    getattr(transformers, f"{prefix}ForConditionalGeneration")(config).save_pretrained(root)
+    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(config)
+    portable_init(model, f"{prefix}:{seed}").save_pretrained(root)
     image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
     if instruct:
         (root / "qformer").mkdir(parents=True, exist_ok=True)

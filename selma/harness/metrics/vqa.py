@@ -257,9 +257,14 @@ class VQAModel:
     def _generate(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
         import torch
 
-        inputs = self.processor(images=list(images), text=list(prompts), return_tensors="pt", padding=True).to(
-            self.device
-        )
+        inputs = self.processor(images=list(images), text=list(prompts), return_tensors="pt", padding=True)
+        if self.decoder_only:
+            # BLIP-2's and InstructBLIP's processors put the image tokens before the left padding; generation
+            # then decodes a padded prompt otherwise than the same prompt alone. Move every pad to the front.
+            order = torch.sort(inputs["attention_mask"], dim=1, stable=True).indices
+            for key in ("input_ids", "attention_mask"):
+                inputs[key] = inputs[key].gather(1, order)
+        inputs = inputs.to(self.device)
         with torch.no_grad():
             output = self.model.generate(**inputs, **self.spec.generate)
         if self.decoder_only:
