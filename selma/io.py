@@ -8,13 +8,14 @@ or checkpoint reference (a file, a directory of weights, or a hub id) by its con
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from selma.errors import DataInputError, SelmaError
 
 HASHES = "file-hashes.sqlite"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")  # runs of characters unsafe in file names
+_SAFE_ID = re.compile(r"[^\w.-]+")  # the same, keeping letters and digits of every script
 _SKIPPED = re.compile(r"(^\.|\.part$|\.tmp$|\.lock$)")
 
 
@@ -122,8 +124,10 @@ def content_identity(ref: str | Path) -> str:
 
 
 def safe_id(value: str) -> str:
-    """``value`` with every run of characters unsafe in file names replaced by ``-``."""
-    return _SAFE.sub("-", value).strip("-") or "prompt"
+    """``value`` with every run of characters unsafe in file names replaced by ``-`` (letters and digits of
+    any script are kept: ``é`` and ``ü`` stay distinct ids).
+    """
+    return _SAFE_ID.sub("-", value).strip("-").lstrip(".") or "prompt"  # never ".", ".." or a hidden file
 
 
 def check_safe_name(name: str, what: str) -> str:
@@ -141,6 +145,17 @@ def inside(base: Path, relative: str, *, path: Path | None = None, row: str | No
     if not target.is_relative_to(base.resolve()):
         raise DataInputError(f"{relative!r} points outside {base}", path=path, row=row, field=field or None)
     return target
+
+
+@contextlib.contextmanager
+def writing_to(folder: Path) -> Iterator[None]:
+    """Name ``folder`` in an ``OSError`` raised without a file name (a full disk while a library writes)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(folder)) from exc
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -319,6 +334,9 @@ def load_state(folder: Path) -> dict[str, Any]:
         structure = json.loads((folder / "structure.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SelmaError(f"{folder}: not a readable training state ({str(exc)[:160]})") from None
+    from selma.finite import refuse_non_finite
+
+    refuse_non_finite(tensors.items(), folder / "tensors.safetensors")
     return _unflatten(structure, tensors)
 
 

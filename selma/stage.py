@@ -116,6 +116,8 @@ def check(
     config = dict(config)
     loose = set(resumable) | PROVENANCE
     digest = stage_key(kind, config, resumable)
+    if not folder and output.is_dir():
+        raise SelmaError(f"{output} is a folder; the output is a file (for example {output / 'prompts.jsonl'})")
     previous = read_marker(output, folder)
     if previous is not None and previous["config_hash"] != digest:
         if force:

@@ -225,6 +225,17 @@ CASES = [
         "--limit",
     ),
     Case(
+        "generate-prompts-folder",
+        ["generate", "--prompts", "{w}", "--model", "tiny-sd1", "--out", "{w}/o"],
+        "a folder, not a prompt file",
+    ),
+    Case(
+        "generate-colliding-ids",
+        ["generate", "--prompts", "{w}/p.jsonl", "--model", "tiny-sd1", "--out", "{w}/o"],
+        "p.jsonl: line 2: field 'id': duplicate prompt id 'a/b' ('a/b' and 'a b' both make the file name 'a-b')",
+        _write("p.jsonl", '{"id": "a b", "text": "a cat"}\n{"id": "a/b", "text": "a dog"}\n'),
+    ),
+    Case(
         "generate-missing-prompts",
         ["generate", "--prompts", "{w}/nope.jsonl", "--model", "tiny-sd1", "--out", "{w}/o"],
         "nope.jsonl: no such prompt file",
@@ -373,6 +384,18 @@ CASES = [
     Case("renamed-lr", ["world", "train", "--lr", "0.1", "--out", "o"], "--lr was renamed: use --learning-rate"),
     Case("world-eval-unknown-model", ["world", "eval", "shapes-nope"], "unknown model 'shapes-nope'"),
     Case(
+        "study-no-variants",
+        ["study", "{w}/s.yaml", "--dry-run"],
+        "field 'variants': List should have at least 1 item",
+        _write("s.yaml", "name: x\nbase_model: tiny-sd1\nskills: [coco]\nvariants: []\n"),
+    ),
+    Case(
+        "datagen-out-folder",
+        ["datagen", "--skills", "world_count", "--backend", "world", "--n", "2", "--out", "{w}/kept"],
+        "kept is a folder; the output is a file",
+        lambda w: (w / "kept" / "mine").mkdir(parents=True),
+    ),
+    Case(
         "study-rank-four",
         ["study", "{w}/s.yaml", "--dry-run"],
         "field 'train': rank: Input should be a valid integer",
@@ -464,3 +487,22 @@ def test_verbose_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "Traceback" in capsys.readouterr().err
     assert main(["compare", str(tmp_path), str(tmp_path), "-v"]) == 2  # -v after the subcommand too
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_prompt_ids_of_any_script_and_exported_suites_read_as_written(tmp_path: Path) -> None:
+    from selma.recipe.prompts import read_prompt_file
+
+    (tmp_path / "p.jsonl").write_text('{"id": "é", "text": "a cat"}\n{"id": "ü", "text": "a dog"}\n')
+    assert [p.id for p in read_prompt_file(tmp_path / "p.jsonl")] == ["é", "ü"]
+    # `suites export` writes prompt_id: generate keeps those ids, not 0, 1, ...
+    assert main(["suites", "export", "drawbench", "--out", str(tmp_path / "d.jsonl"), "--data-dir", str(DATA)]) == 0
+    exported = [json.loads(line)["prompt_id"] for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert [p.id for p in read_prompt_file(tmp_path / "d.jsonl")] == exported
+
+
+def test_a_comma_list_starting_with_a_negative_number_is_a_value() -> None:
+    from selma.cli import build_parser, join_negative_lists
+
+    words = join_negative_lists(["merge", "--model", "m", "--experts", "a=x", "b=y", "--weights", "-1,2"])
+    assert build_parser().parse_args(words).weights == [-1.0, 2.0]
+    assert join_negative_lists(["x", "--seed", "-1", "-q"]) == ["x", "--seed", "-1", "-q"]

@@ -329,3 +329,70 @@ def test_fused_pipeline_export(tiny_models: dict[str, Path], experts: dict[str, 
     fused = DiffusionPipeline.from_pretrained(tmp_path / "fused", safety_checker=None)
     assert not any("lora" in name for name, _ in fused.unet.named_parameters())
     assert abs(_render(fused) - _render(with_lora)).max() < 1e-4
+
+
+def _poison(path: Path) -> str:
+    """Write NaN into the first float tensor of a safetensors file (its metadata kept); returns its name."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    name = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, str(path), metadata=metadata)
+    return name
+
+
+def test_non_finite_weights_are_refused_wherever_they_are_read(
+    tiny_models: dict[str, Path],
+    experts: dict[str, Path],
+    images: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shutil
+
+    from selma.cli import main
+    from selma.io import sha256_file
+    from selma.recipe.train import MANIFEST
+
+    source = str(tiny_models["tiny-sd1"])
+    model = resolve_model(source)
+    bad = tmp_path / "nan-expert"
+    shutil.copytree(experts["count"], bad)
+    tensor = _poison(bad / LORA_FILE)
+
+    # merging: exit 2, one line naming the file and the tensor, nothing written
+    argv = ["merge", "--model", source, "--experts", f"a={bad}", f"b={experts['color']}", "--out", str(tmp_path / "m")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{bad / LORA_FILE}: tensor {tensor!r} holds NaN" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+    # generation with the LoRA as a variant
+    shutil.copytree(bad, variant_dir(tmp_path / "work", model, "expert:count"))
+    with pytest.raises(SelmaError, match="holds NaN or infinite values"):
+        resolve_variant(source, "expert:count", workdir=tmp_path / "work").load()
+
+    # resuming from a checkpoint a diverged run saved (its manifest matching the NaN file)
+    run = tmp_path / "run"
+    train_lora(model, [str(images)], run, SMALL, progress=False)
+    checkpoint = run / "checkpoint-4"
+    (weights,) = [p for p in checkpoint.rglob("*.safetensors") if p.parent == checkpoint]
+    _poison(weights)
+    manifest = json.loads((checkpoint / MANIFEST).read_text())
+    manifest[weights.name] = sha256_file(weights)
+    (checkpoint / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SelmaError, match=f"{weights.name}: tensor .* holds NaN"):
+        train_lora(model, [str(images)], run, replace(SMALL, max_train_steps=6), resume="latest", progress=False)
+
+    # a model whose UNet file holds an infinite value: refused when the pipeline or the component loads
+    broken = tmp_path / "model"
+    shutil.copytree(source, broken)
+    (unet,) = (broken / "unet").glob("*.safetensors")
+    _poison(unet)
+    with pytest.raises(SelmaError, match=f"{broken / 'unet'}: tensor .* holds NaN"):
+        load_pipeline(resolve_model(str(broken)))

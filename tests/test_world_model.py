@@ -113,20 +113,27 @@ def test_packaged_world_models_resolve_with_a_weight_revision() -> None:
     assert base.spec.prediction_type == "v_prediction" and base.spec.resolution == 32
     assert base.revision and weak.revision and base.revision != weak.revision
     sizes = {m: sum(p.stat().st_size for p in Path(m.source).rglob("*.safetensors")) for m in (base, weak)}
-    assert sizes[weak] < sizes[base] < 12 * 2**20  # a few MB
+    assert max(sizes.values()) < 12 * 2**20  # a few MB each
+
+
+def test_shipped_base_model_is_inside_the_band_on_every_skill() -> None:
+    record = json.loads((Path(resolve_model("shapes-base").source) / "training.json").read_text())
+    recorded = record["evaluation"]
+    # The recorded claim (README): every skill inside the 30-80 % band at 100 prompts per skill, and the
+    # relation right in over half the spatial images whose objects are right (the old base: 8.7 %)
+    assert recorded["per_skill"] >= 100
+    for skill in SKILLS:
+        assert BAND[0] <= recorded[f"{skill}_caption"] <= BAND[1], skill
+    assert recorded["spatial_relation_given_objects"] > 50.0
+    phases = record["phases"]
+    assert [p["config"]["architecture"] for p in phases[1:]] == ["base-coord-twopass"] * 2
 
 
 @pytest.mark.slow
-def test_shipped_base_model_scores_as_recorded() -> None:
-    model = resolve_model("shapes-base")
+@pytest.mark.parametrize("name", ["shapes-base", "shapes-weak"])
+def test_shipped_world_model_scores_as_recorded(name: str) -> None:
+    model = resolve_model(name)
     record = json.loads((Path(model.source) / "training.json").read_text())
-    recorded = record["evaluation"]
-    # The recorded claim (README): count and count+binding inside the 30-80 % band; binding just above it
-    # and spatial below it. No checkpoint of the run had all four inside at once (see training.json's log).
-    for skill in ("count", "count_binding"):
-        assert BAND[0] <= recorded[f"{skill}_caption"] <= BAND[1], skill
-    assert BAND[1] < recorded["binding_caption"] < 90.0
-    assert 10.0 < recorded["spatial_caption"] < BAND[0]
     check = record["check"]
     measured = evaluate_world_pipeline(load_pipeline(model), per_skill=check["per_skill"], seed=record["seed"])
     for skill in SKILLS:
@@ -135,10 +142,13 @@ def test_shipped_base_model_scores_as_recorded() -> None:
         assert abs(measured[f"{skill}_dsg"] - check[f"{skill}_dsg"]) <= 10.0, skill
 
 
-def test_weak_model_is_weaker_than_the_base_model() -> None:
+def test_weak_model_is_weaker_than_the_base_model_by_the_papers_gap() -> None:
     base = json.loads((Path(resolve_model("shapes-base").source) / "training.json").read_text())
     weak = json.loads((Path(resolve_model("shapes-weak").source) / "training.json").read_text())
     assert weak["evaluation"]["mean_caption"] < base["evaluation"]["mean_caption"]
-    assert np.mean([weak["evaluation"][f"{s}_dsg"] for s in SKILLS]) < np.mean(
-        [base["evaluation"][f"{s}_dsg"] for s in SKILLS]
+    gap = np.mean([base["evaluation"][f"{s}_dsg"] for s in SKILLS]) - np.mean(
+        [weak["evaluation"][f"{s}_dsg"] for s in SKILLS]
     )
+    assert 3.0 <= gap <= 10.0  # the paper's weak-to-strong pair is about 3 DSG apart
+    assert weak["config"]["architecture"] == base["config"]["architecture"]
+    assert weak["phases"][1] == base["phases"][1]  # the same relation-teaching phase, then more label noise

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -120,15 +122,40 @@ def quiet_libraries(*, progress: bool) -> None:
                 getattr(sys.modules[module], switch)()
 
 
+FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC: "no space left on the device (free some, then run the same command again: finished work is kept)",
+    errno.EDQUOT: "the disk quota is exceeded (free some, then run the same command again)",
+    errno.EROFS: "a read-only file system (choose another --out)",
+    errno.EACCES: "permission denied (choose another --out, or change the folder's permissions)",
+    errno.EPERM: "operation not permitted (choose another --out)",
+}
+
+
+NEGATIVE_LIST = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(,[-+]?\d*\.?\d+([eE][-+]?\d+)?)+$")
+
+
+def join_negative_lists(words: list[str]) -> list[str]:
+    """``--weights -1,2`` as ``--weights=-1,2``: argparse reads a value that starts with ``-`` and is not one
+    number as an unknown flag, and a comma list of numbers is never a flag.
+    """
+    joined: list[str] = []
+    for word in words:
+        if joined and joined[-1].startswith("--") and "=" not in joined[-1] and NEGATIVE_LIST.match(word):
+            joined[-1] = f"{joined[-1]}={word}"
+        else:
+            joined.append(word)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``selma-bench`` console script: every failure is one line on stderr and exit
     status 2 (``-v`` adds the traceback); nothing is left half-written by the stages.
     """
-    words = sys.argv[1:] if argv is None else list(argv)
+    words = join_negative_lists(sys.argv[1:] if argv is None else list(argv))
     if ("-q" in words or "--quiet" in words) and "-v" not in words and "--verbose" not in words:
         os.environ["TQDM_DISABLE"] = "1"  # before anything imports tqdm, which reads it then
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     if getattr(args, "action", None) == "show" and not args.name:
         parser.error("suites show needs a suite name")
     logging.basicConfig(
@@ -152,16 +179,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("selma-bench: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # the one error boundary: an unexpected failure is still one line
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRORS:
+            return _unexpected(exc, verbose=args.verbose)
         if args.verbose:
             traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(
-            f"selma-bench: error: {type(exc).__name__}: {first} (an unexpected failure: run with -v for the "
-            "traceback, and please report it)",
-            file=sys.stderr,
-        )
+        where = exc.filename or "the output"
+        print(f"selma-bench: error: {where}: {FILE_SYSTEM_ERRORS[exc.errno]}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the one error boundary: an unexpected failure is still one line
+        return _unexpected(exc, verbose=args.verbose)
+
+
+def _unexpected(exc: BaseException, *, verbose: bool) -> int:
+    if verbose:
+        traceback.print_exc()
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(
+        f"selma-bench: error: {type(exc).__name__}: {first} (an unexpected failure: run with -v for the "
+        "traceback, and please report it)",
+        file=sys.stderr,
+    )
+    return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from selma.cli._common import comma_list, non_negative_int, positive_int, renamed
+from selma.orchestration.demo_config import DemoConfig
 
+DEFAULTS = DemoConfig()
 HELP = "the SELMA study in the shapes world, exactly scored, on a CPU"
 
 
@@ -16,11 +18,23 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
     """Add `demo` to the subcommands."""
     p = sub.add_parser("demo", help=HELP)
     p.add_argument("--out", type=Path, default=Path("selma-demo"))
-    p.add_argument("--max-train-steps", type=positive_int, help="optimizer steps per LoRA (default 300)")
+    p.add_argument(
+        "--max-train-steps", type=positive_int, help=f"optimizer steps per LoRA (default {DEFAULTS.train_steps})"
+    )
     renamed(p, "--steps", "--max-train-steps")
-    p.add_argument("--prompts-per-skill", type=positive_int, help="LLM-stage prompts per skill (default 40)")
-    p.add_argument("--train-images", type=positive_int, help="base-model images per training prompt (default 5)")
-    p.add_argument("--suite", choices=["shapes", "shapes-mini", "shapes-large"], help="evaluation suite (shapes)")
+    p.add_argument(
+        "--prompts-per-skill",
+        type=positive_int,
+        help=f"LLM-stage prompts per skill (default {DEFAULTS.prompts_per_skill})",
+    )
+    p.add_argument(
+        "--train-images",
+        type=positive_int,
+        help=f"base-model images per training prompt (default {DEFAULTS.train_images_per_prompt})",
+    )
+    p.add_argument(
+        "--suite", choices=["shapes", "shapes-mini", "shapes-large"], help=f"evaluation suite ({DEFAULTS.suite})"
+    )
     p.add_argument("--seed", type=non_negative_int)
     p.add_argument(
         "--recipes",

@@ -240,6 +240,9 @@ def load_pipeline(model: ResolvedModel, *, device: str = "cpu", dtype: Any = Non
         raise SelmaError(f"cannot load model {model.spec.name!r} from {model.source}: {exc}") from None
     finally:
         diffusers_logging.set_verbosity(verbosity)
+    from selma.finite import check_finite_modules
+
+    check_finite_modules(pipe.components, model.source)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -272,11 +275,16 @@ def load_component(model: ResolvedModel, name: str, default: Any) -> Any:
     autoencoder), else ``default`` (``UNet2DConditionModel``, ``AutoencoderKL``, ``CLIPTextModel``, ...),
     each with ``from_pretrained``.
     """
+    from selma.finite import check_finite_modules
+
     component = _component(model.source, name)
     if component is not None and component[0].startswith("selma."):
         cls = getattr(importlib.import_module(component[0]), component[1])
-        return cls.from_pretrained(model.source, subfolder=name)
-    return default.from_pretrained(model.source, subfolder=name, **model.load_kwargs)
+        loaded = cls.from_pretrained(model.source, subfolder=name)
+    else:
+        loaded = default.from_pretrained(model.source, subfolder=name, **model.load_kwargs)
+    check_finite_modules({name: loaded}, model.source)
+    return loaded
 
 
 def load_vae(model: ResolvedModel) -> Any:

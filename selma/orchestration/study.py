@@ -77,6 +77,13 @@ class GtSource(BaseModel):
     world: int | None = Field(
         None, description="render this many exact shapes-world scenes per world skill of the study"
     )
+    spatial_jitter: int | None = Field(
+        None,
+        ge=0,
+        le=3,
+        description="world: spatial scenes in canonical layouts, moved by at most this many pixels (the shipped "
+        "world models' training data: 0); unset: anywhere the relation holds",
+    )
     data: list[str] = Field(default_factory=list, description="image folders or datasets sources")
     image_column: str = "image"
     caption_column: str = "text"
@@ -155,7 +162,7 @@ class StudyConfig(BaseModel):
     data_recipes: dict[str, DataRecipe] = Field(
         default_factory=dict, description="named ways to render or filter training images, used as <variant>+<name>"
     )
-    variants: list[str]
+    variants: list[str] = Field(min_length=1, description="what to build and evaluate: base, expert:<skill>, ...")
     suites: list[str] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=list)
     checkpoints: dict[str, dict[str, str]] = Field(default_factory=dict)
@@ -547,7 +554,17 @@ def train_unit(study: StudyConfig, out: Path, variant: str, progress: bool = Fal
         if source.world:
             from selma.world.suite import render_training_set
 
-            data = [str(render_training_set(out / f"gt-{arg}", study.skills, source.world, seed=study.seed))]
+            data = [
+                str(
+                    render_training_set(
+                        out / f"gt-{arg}",
+                        study.skills,
+                        source.world,
+                        seed=study.seed,
+                        spatial_jitter=source.spatial_jitter,
+                    )
+                )
+            ]
         overrides = {
             "image_column": source.image_column,
             "caption_column": source.caption_column,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from selma import __version__
-from selma.io import atomic_write_json, atomic_write_text, file_digest
+from selma.io import atomic_write_json, atomic_write_text, file_digest, writing_to
 from selma.recipe.prompts import PromptItem
 from selma.results.store import make_provenance, now
 from selma.shard import process_state
@@ -190,8 +190,12 @@ def generate(
             if (out / job.file_name).is_file():
                 continue  # rendered by an earlier, interrupted run
             tmp = out / f"{job.file_name}.part"
-            image.save(tmp, format="PNG")
-            tmp.replace(out / job.file_name)
+            try:  # a full disk leaves no half-written image behind
+                with writing_to(out):
+                    image.save(tmp, format="PNG")
+                tmp.replace(out / job.file_name)
+            finally:
+                tmp.unlink(missing_ok=True)
             rendered += 1
             fault_point("generate.image")
         bar.update(len(batch))

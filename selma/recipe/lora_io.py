@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from selma.errors import SelmaError
+from selma.finite import refuse_non_finite
 from selma.io import canonical_safetensors
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
@@ -37,6 +38,7 @@ def read_unet_lora(directory: Path, family: str) -> tuple[Any, dict[str, Any]]:
         raise SelmaError(
             f"{directory / LORA_FILE}: not a readable LoRA file ({str(exc).splitlines()[0][:160]})"
         ) from None
+    refuse_non_finite(state.items(), directory / LORA_FILE)
     unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
     if not unet_state:
         raise SelmaError(f"{directory / LORA_FILE}: holds no UNet LoRA weights")

@@ -19,18 +19,29 @@ class PromptItem:
 
 def read_prompt_file(path: Path) -> list[PromptItem]:
     """Read and validate a prompt file; ids must be unique once made file-name safe."""
+    if path.is_dir():
+        raise DataInputError(
+            "a folder, not a prompt file (a .jsonl of {id, text} rows, or a .txt with one prompt per line)", path=path
+        )
     if not path.is_file():
         raise DataInputError("no such prompt file", path=path)
     items: list[PromptItem] = []
     if path.suffix.lower() in (".jsonl", ".json"):
+        raw_ids: dict[str, str] = {}  # file-name-safe id -> the id as written
         for n, row in enumerate(read_jsonl(path, allow_empty=False)):
             where = f"line {row['_line']}"
             text = row.get("text", row.get("prompt"))
             if not isinstance(text, str) or not text.strip():
                 raise DataInputError("missing or empty prompt text", path=path, row=where, field="text")
-            raw_id = row.get("id", n)
-            items.append(PromptItem(safe_id(str(raw_id)), text.strip()))
-            _check_duplicate(items, path, where)
+            field = "id" if "id" in row else "prompt_id" if "prompt_id" in row else None  # suites export: prompt_id
+            raw_id = str(row[field]) if field else str(n)
+            item = PromptItem(safe_id(raw_id), text.strip())
+            if item.id in raw_ids:
+                first = raw_ids[item.id]
+                same = "" if first == raw_id else f" ({raw_id!r} and {first!r} both make the file name {item.id!r})"
+                raise DataInputError(f"duplicate prompt id {raw_id!r}{same}", path=path, row=where, field=field or "id")
+            raw_ids[item.id] = raw_id
+            items.append(item)
     else:
         lines = path.read_text(encoding="utf-8").splitlines()
         for number, line in enumerate(lines, start=1):
@@ -39,9 +50,3 @@ def read_prompt_file(path: Path) -> list[PromptItem]:
         if not items:
             raise DataInputError("the file is empty", path=path)
     return items
-
-
-def _check_duplicate(items: list[PromptItem], path: Path, where: str) -> None:
-    last = items[-1].id
-    if any(item.id == last for item in items[:-1]):
-        raise DataInputError(f"duplicate prompt id {last!r}", path=path, row=where, field="id")

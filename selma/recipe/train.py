@@ -25,7 +25,8 @@ from typing import Any
 
 from selma import __version__
 from selma.errors import SelmaError
-from selma.io import atomic_write_json, sha256_file
+from selma.finite import check_finite_file
+from selma.io import atomic_write_json, sha256_file, writing_to
 from selma.models import ResolvedModel
 from selma.recipe.lora_io import LORA_FILE, pipeline_class, save_unet_lora
 from selma.recipe.train_data import data_identity, decode_image, load_image_text_dataset, prepare_image
@@ -342,7 +343,8 @@ def train_lora(
     if accelerator.is_main_process:
         if validation.prompts and not validation.done(global_step):
             validation.render(accelerator, accelerator.unwrap_model(unet), global_step)
-        _save_lora(accelerator.unwrap_model(unet), out, sdxl)
+        with writing_to(out):
+            _save_lora(accelerator.unwrap_model(unet), out, sdxl)
         provenance = make_provenance(identity, {}, seed=config.seed, started_at=started)
         result = {
             "config_hash": claimed.digest,
@@ -376,11 +378,15 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, losses: list[float]
     # training draws nothing from the global generators; seeding them by step makes the saved RNG states
     # (and so the checkpoint's bytes) the same in a resumed run as in an uninterrupted one
     set_seed(int(hashlib.sha256(f"checkpoint\0{step}".encode()).hexdigest()[:8], 16))
-    accelerator.save_state(str(tmp))
-    (tmp / LOSSES).write_text(json.dumps(losses), encoding="utf-8")
-    manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(out / f"checkpoint-{step}")
+    try:  # a full disk leaves no half-written checkpoint behind
+        with writing_to(out):
+            accelerator.save_state(str(tmp))
+        (tmp / LOSSES).write_text(json.dumps(losses), encoding="utf-8")
+        manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(out / f"checkpoint-{step}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def verify_checkpoint(checkpoint: Path) -> None:
@@ -398,6 +404,9 @@ def verify_checkpoint(checkpoint: Path) -> None:
                 f"{checkpoint / name}: changed, added or removed since the checkpoint was saved; "
                 "refusing to load it (train again without --resume, or restore the file)"
             )
+    for name in sorted(present):
+        if name.endswith(".safetensors"):
+            check_finite_file(checkpoint / name)
 
 
 def _prune_checkpoints(out: Path, limit: int | None) -> None:

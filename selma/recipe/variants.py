@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selma.errors import SelmaError
+from selma.finite import check_finite_file
 from selma.io import file_digest, safe_id
 from selma.models import ResolvedModel, resolve_model
 from selma.recipe.lora_io import LORA_FILE
@@ -120,6 +121,7 @@ class Variant:
 
         pipe = load_pipeline(self.model, device=device, dtype=getattr(torch, dtype) if dtype else None)
         if self.lora is not None:
+            check_finite_file(self.lora / LORA_FILE)
             try:
                 pipe.load_lora_weights(
                     str(self.lora), weight_name=LORA_FILE, adapter_name=safe_id(self.name).replace("-", "_")

@@ -52,9 +52,13 @@ def render_ground_truth(out: Path, per_skill: int, seed: int) -> Path:
     return out
 
 
-def render_training_set(out: Path, skills: list[str], per_skill: int, seed: int) -> Path:
+def render_training_set(
+    out: Path, skills: list[str], per_skill: int, seed: int, *, spatial_jitter: int | None = None
+) -> Path:
     """Ground-truth training data: ``per_skill`` exact scenes of each world skill (``world_count`` or
-    ``count``), held-out pairs excluded, as an imagefolder with ``metadata.jsonl``.
+    ``count``), held-out pairs excluded, as an imagefolder with ``metadata.jsonl``. ``spatial_jitter``:
+    spatial scenes in the canonical layouts the shipped world models were trained on (``None``: anywhere
+    the relation holds).
     """
     import json
 
@@ -73,8 +77,9 @@ def render_training_set(out: Path, skills: list[str], per_skill: int, seed: int)
 
     def build(tmp: Path) -> None:
         for name, scene, rng in rows:
-            render(scene, rng).save(tmp / name)
+            render(scene, rng, spatial_jitter=spatial_jitter).save(tmp / name)
         lines = [json.dumps({"file_name": n, "text": s.caption(), "skill": s.skill}) for n, s, _ in rows]
         (tmp / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    return ensure_output(out, "world-gt", {"skills": names, "per_skill": per_skill, "seed": seed}, build)
+    key = {"skills": names, "per_skill": per_skill, "seed": seed, "spatial_jitter": spatial_jitter}
+    return ensure_output(out, "world-gt", key, build)
