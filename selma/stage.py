@@ -20,12 +20,13 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from selma.errors import SelmaError
 from selma.io import atomic_write_json, config_hash, describe_differences, write_folder
 
 MARKER = ".selma-stage.json"
+P = TypeVar("P")
 
 PROVENANCE = frozenset({"version", "scorer_version"})
 """Settings a marker records but never compares: which selma-bench wrote the output, not what
@@ -162,6 +163,33 @@ def claim(
     fresh = Claim(output, kind, dict(config), stage_key(kind, config, resumable), False, folder)
     _write(fresh)
     return fresh
+
+
+def run_stage(
+    output: Path,
+    kind: str,
+    config: Mapping[str, Any],
+    prepare: Callable[[], P],
+    work: Callable[[Claim, P], Mapping[str, Any]],
+    *,
+    force: bool = False,
+    is_done: Callable[[Claim], bool] = lambda _: True,
+) -> dict[str, Any]:
+    """A stage written in one go, as check -> prepare -> claim -> work -> finish: a complete output of the same
+    configuration (and, by ``is_done``, with its files) returns its record untouched; otherwise ``prepare``
+    (loading models, reading inputs: a failure there leaves nothing behind) runs before ``output`` is
+    claimed, and ``work`` fills the claimed output and returns the record it is finished with.
+    Stages that resume a partial output (datagen, generate, train) call :func:`check` and :func:`claim`
+    themselves.
+    """
+    existing = check(output, kind, config, force=force)
+    if existing is not None and existing.complete and is_done(existing):
+        return existing.record
+    prepared = prepare()
+    claimed = claim(output, kind, config, force=force)
+    record = dict(work(claimed, prepared))
+    claimed.finish(record)
+    return record
 
 
 def complete_marker(

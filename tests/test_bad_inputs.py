@@ -76,9 +76,9 @@ def _truncated_answers(w: Path) -> None:
 
 
 def _prompt_file(w: Path, *, junk: bool = False, seed: int = 0) -> None:
-    from selma.recipe.datagen.backends import WorldWriter
     from selma.recipe.datagen.loop import generate_prompts
-    from selma.recipe.datagen.skills import world_skills
+    from selma.world.plugin import world_skills
+    from selma.world.prompt_writer import WorldWriter
 
     generate_prompts([world_skills()["world_count"]], 1, WorldWriter(), w / "p.jsonl", seed=seed, progress=False)
     if junk:

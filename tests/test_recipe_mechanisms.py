@@ -13,8 +13,8 @@ from PIL import Image
 
 from selma.errors import DataInputError, SelmaError
 from selma.harness.metrics import all_metrics
-from selma.orchestration.selection import best_step, summarize
 from selma.orchestration.study import StudyConfig, filtered_dir, image_dir, load_study, study_units, training_data
+from selma.orchestration.study.selection import best_step, summarize
 from selma.recipe.variants import parse_variant, variant_dir
 from selma.recipe.verify import filter_images
 from selma.reporting.claims import Claim, selma_claims, verdict

@@ -64,6 +64,13 @@ def _write(tmp_path: Path, tiny_models: dict[str, Path], tiny_clip: Path, **chan
         ({"conventions": {"dsg": "dsg-micro"}}, "conventions", "unknown convention 'dsg-micro'"),
         ({"checkpoint": 7}, "(top level)", "checkpoint: 7 is not a saved step (every 2 up to 4)"),
         ({"checkpoint": "best"}, "checkpoint", "expected 'final' or a checkpoint step (an integer), got 'best'"),
+        ({"train": {"rank": 0}}, "train", "rank: expected a positive number, got 0"),
+        ({"train": {"seed": -1}}, "train", "seed: expected zero or more, got -1"),
+        ({"train": {"mixed_precision": "fp8"}}, "train", "mixed_precision: expected one of auto, no, fp16, bf16"),
+        ({"train": {"rank": True}}, "train", "rank: Input should be a valid integer"),
+        ({"merge": {"weights": {"coco": 1.0}}}, "(top level)", "merge.weights: needs one weight per skill"),
+        ({"merge": {"density": 2}}, "merge.density", "less than or equal to 1"),
+        ({"merge": {"method": "ties"}}, "merge.method", "unknown key"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, changes: dict, field: str, message: str) -> None:
@@ -192,3 +199,51 @@ def test_study_as_local_job_arrays(
     )
     assert jobs["table"].equals(here["table"])
     assert list((tmp_path / "jobs" / "jobs").glob("*_result.pkl"))  # the units ran as submitit jobs
+
+
+def test_train_settings_are_declared_once() -> None:
+    """`train`'s flags, their defaults and checks, and a study's `train:` section come from TrainConfig's fields."""
+    import argparse
+    from dataclasses import fields
+
+    from selma.cli.train import add_train_settings, train_overrides
+    from selma.recipe.train_config import TrainConfig, check_overrides, train_settings
+
+    parser = argparse.ArgumentParser()
+    add_train_settings(parser)
+    flags = {a.dest: a for a in parser._actions if a.dest != "help"}
+    exposed = {s.name for s in train_settings() if s.cli}
+    assert set(flags) == exposed and exposed < {f.name for f in fields(TrainConfig)}
+    assert flags["train_batch_size"].option_strings == ["--batch-size"]
+    assert flags["random_flip"].option_strings == ["--no-random-flip"]
+    assert "(default 5,000; SDXL 10,000)" in flags["max_train_steps"].help
+    args = parser.parse_args(
+        ["--rank", "8", "--no-random-flip", "--validation-prompt", "a", "--validation-prompt", "b"]
+    )
+    assert train_overrides(args) == {"rank": 8, "random_flip": False, "validation_prompts": ("a", "b")}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rank", "0"])
+    assert check_overrides({"rank": 8, "random_flip": False}) == {"rank": 8, "random_flip": False}
+
+
+def test_study_merge_section_reaches_the_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from selma.orchestration.study import units
+
+    seen: dict[str, object] = {}
+
+    def fake_merge(model: object, experts: dict, target: Path, **kwargs: object) -> dict:
+        seen.update(kwargs, experts=sorted(experts))
+        return {}
+
+    monkeypatch.setattr("selma.recipe.merge.merge_experts", fake_merge)
+    merge = {"weights": {"coco": 0.7, "countbench": 0.3}, "density": 0.4, "seed": 5}
+    study = StudyConfig.model_validate({**BASE, "base_model": "tiny-sd1", "merge": merge})
+    units.merge_unit(study, tmp_path, "ties")
+    assert seen == {
+        "method": "ties",
+        "weights": [0.7, 0.3],
+        "density": 0.4,
+        "seed": 5,
+        "force": False,
+        "experts": ["coco", "countbench"],
+    }

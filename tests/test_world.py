@@ -82,11 +82,11 @@ def test_unknown_questions_are_refused() -> None:
 def test_world_prompt_writer_through_datagen(tmp_path: Path) -> None:
     import json
 
-    from selma.recipe.datagen.backends import WorldWriter
     from selma.recipe.datagen.loop import RougeFilter, generate_prompts
-    from selma.recipe.datagen.skills import WORLD_SKILLS, load_skills
+    from selma.world.plugin import world_skills
+    from selma.world.prompt_writer import WorldWriter
 
-    skills = load_skills(WORLD_SKILLS)
+    skills = world_skills()
     assert list(skills) == [f"world_{s}" for s in SKILLS]
     counts = generate_prompts(list(skills.values()), 20, WorldWriter(), tmp_path / "p.jsonl", seed=0, progress=False)
     assert counts == {f"world_{s}": 20 for s in SKILLS}

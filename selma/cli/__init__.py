@@ -99,17 +99,20 @@ def quiet_libraries(*, progress: bool) -> None:
         if library in ("diffusers", "transformers") and f"{library}.utils.logging" in sys.modules:
             sys.modules[f"{library}.utils.logging"].set_verbosity_error()
     warnings.filterwarnings("ignore", module=rf"({'|'.join(LIBRARIES)})(\.|$)")
-    if not progress:  # every bar, also those whose caller passes ``disable=`` (which overrides TQDM_DISABLE)
-        import tqdm.std
+    import tqdm.std
 
-        if not getattr(tqdm.std.tqdm.__init__, "selma_quiet", False):
+    patched = getattr(tqdm.std.tqdm.__init__, "selma_original", None)
+    if progress and patched is not None:  # an earlier -q in this process (the Python API, tests) is undone
+        tqdm.std.tqdm.__init__ = patched  # type: ignore[method-assign]
+    if not progress:  # every bar, also those whose caller passes ``disable=`` (which overrides TQDM_DISABLE)
+        if patched is None:
             original = tqdm.std.tqdm.__init__
 
             def quiet_init(self: Any, *args: Any, **kwargs: Any) -> None:
                 kwargs["disable"] = True
                 original(self, *args, **kwargs)
 
-            quiet_init.selma_quiet = True  # type: ignore[attr-defined]
+            quiet_init.selma_original = original  # type: ignore[attr-defined]
             tqdm.std.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         for module, switch in (
@@ -147,13 +150,21 @@ def join_negative_lists(words: list[str]) -> list[str]:
     return joined
 
 
+_SET_TQDM_DISABLE = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``selma-bench`` console script: every failure is one line on stderr and exit
     status 2 (``-v`` adds the traceback); nothing is left half-written by the stages.
     """
     words = join_negative_lists(sys.argv[1:] if argv is None else list(argv))
+    global _SET_TQDM_DISABLE
     if ("-q" in words or "--quiet" in words) and "-v" not in words and "--verbose" not in words:
+        _SET_TQDM_DISABLE = _SET_TQDM_DISABLE or "TQDM_DISABLE" not in os.environ
         os.environ["TQDM_DISABLE"] = "1"  # before anything imports tqdm, which reads it then
+    elif _SET_TQDM_DISABLE:  # set by an earlier -q call in this process
+        os.environ.pop("TQDM_DISABLE", None)
+        _SET_TQDM_DISABLE = False
     parser = build_parser()
     args = parser.parse_args(words)
     if getattr(args, "action", None) == "show" and not args.name:

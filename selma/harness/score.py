@@ -209,7 +209,8 @@ def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]
     suite, images, prompt_ids, checkpoints = job.suite, job.images, job.prompt_ids, job.checkpoints
     seed, n_resamples, label, notes = job.seed, job.n_resamples, job.label, job.notes
     device, provenance, limited = job.device, job.provenance, job.limited
-    from selma.harness.metrics.vqa import AnswerCache, make_answerer, vqa_spec
+    from selma.harness.metrics.answerer_choice import answerer_choice
+    from selma.harness.metrics.vqa import AnswerCache, make_answerer
     from selma.harness.rescore import summarize
     from selma.harness.scoring.matchers import make_matcher
     from selma.harness.scoring.qa import score_questions
@@ -219,9 +220,10 @@ def _score_qa(job: _Job) -> tuple[ScoreSummary, dict[str, list[dict[str, Any]]]]
         raise SelmaError(f"suite '{suite.name}' has no questions on disk; see `selma-bench suites show {suite.name}`")
     convention = job.convention
     assert convention is not None
-    spec = vqa_spec(checkpoints.get("vqa") or default_vqa(suite, convention))
+    choice = answerer_choice(checkpoints, suite, convention)
+    spec = choice.spec
     cache = AnswerCache(default_cache_dir() / "vqa-answers.sqlite")
-    vqa = make_answerer(spec, checkpoints.get("model"), device=device, cache=cache)
+    vqa = make_answerer(spec, choice.model, device=device, cache=cache)
     first = {pid: images.by_prompt[pid][0] for pid in prompt_ids}
     questions = [q for q in suite.questions if q.prompt_id in first]
     shas = {pid: image_sha256(path) for pid, path in first.items()}
@@ -268,10 +270,3 @@ def checkpoint_identities(checkpoints: dict[str, str]) -> dict[str, str]:
     from selma.io import content_identity
 
     return {role: content_identity(value) for role, value in sorted(checkpoints.items())}
-
-
-def default_vqa(suite: Suite, convention: QAConvention) -> str:
-    """The VQA model that answers a suite's questions when none is named: the suite's own (the shapes
-    world's exact evaluator) or the convention's.
-    """
-    return str(suite.spec.options.get("vqa") or convention.vqa)

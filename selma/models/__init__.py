@@ -68,12 +68,17 @@ class ResolvedModel:
         return {"revision": self.revision} if self.revision and not Path(self.source).is_dir() else {}
 
 
+model_files: Registry[Path] = Registry("models file")
+"""Further models files, each registered by a plugin (the shapes world's ``selma/world/models.yaml``)."""
+
+
 @cache
 def model_registry() -> Registry[ModelSpec]:
-    """The model registry, read from ``models.yaml``."""
+    """The model registry, read from ``models.yaml`` and the plugins' :data:`model_files`."""
     registry: Registry[ModelSpec] = Registry("model")
-    for name, entry in yaml.safe_load(MODELS_FILE.read_text(encoding="utf-8")).items():
-        registry.add(name, ModelSpec(name=name, **entry))
+    for path in [MODELS_FILE, *(model_files.get(name) for name in model_files.names())]:
+        for name, entry in yaml.safe_load(path.read_text(encoding="utf-8")).items():
+            registry.add(name, ModelSpec(name=name, **entry))
     return registry
 
 

@@ -131,31 +131,27 @@ def needed_weights(suite: Suite, metrics: tuple[str, ...], request: RunRequest) 
     run's overrides, a VQA model by its registered name resolved to its checkpoint (the shapes world's exact
     evaluator has none).
     """
-    from selma.harness.metrics.vqa import vqa_spec
-    from selma.harness.score import default_vqa
+    from selma.harness.metrics.answerer_choice import answerer_choice, other_roles
     from selma.harness.scoring.conventions import resolve_convention
 
     needed = {}
     for metric in metrics:
         info = metric_info(metric)
-        roles = {**info.checkpoints, **request.checkpoints.get(metric, {})}
-        if info.kind == "qa":  # the suite's or the convention's VQA model unless the run names one
-            roles["vqa"] = request.checkpoints.get(metric, {}).get("vqa") or default_vqa(
-                suite, resolve_convention(metric, request.conventions.get(metric))
-            )
-        if "vqa" in roles:
-            spec = vqa_spec(roles.pop("vqa"))
-            model = roles.pop("model", None) or spec.checkpoint
-            if spec.factory is None and model:
-                roles[f"VQA model ({spec.name})"] = model
+        given = request.checkpoints.get(metric, {})
+        roles = {**info.checkpoints, **given}
+        if info.kind == "qa" or "vqa" in roles:  # the suite's or the convention's VQA model unless one is named
+            convention = resolve_convention(metric, request.conventions.get(metric)) if info.kind == "qa" else None
+            weights = answerer_choice(
+                roles if info.kind != "qa" else given, suite, convention, roles.get("vqa")
+            ).weights
+            roles = {**other_roles(roles), **weights}
         needed.update({f"{metric} {role}": ref for role, ref in roles.items() if ref})
     return needed
 
 
 def check_metrics(suite: Suite, metrics: tuple[str, ...], request: RunRequest) -> None:
     """Every metric, convention and VQA model named exists, before anything is rendered or loaded."""
-    from selma.harness.metrics.vqa import vqa_spec
-    from selma.harness.score import default_vqa
+    from selma.harness.metrics.answerer_choice import answerer_choice
     from selma.harness.scoring.conventions import resolve_convention
 
     for metric in metrics:
@@ -163,7 +159,7 @@ def check_metrics(suite: Suite, metrics: tuple[str, ...], request: RunRequest) -
             if suite.spec.scoring != metric:
                 raise SelmaError(f"metric '{metric}' needs a suite with {metric} questions; '{suite.name}' has none")
             convention = resolve_convention(metric, request.conventions.get(metric))
-            vqa_spec(request.checkpoints.get(metric, {}).get("vqa") or default_vqa(suite, convention))
+            answerer_choice(request.checkpoints.get(metric, {}), suite, convention)
 
 
 def plan_run(request: RunRequest, locator: DataLocator, *, workdir: Path, out_root: Path) -> RunPlan:

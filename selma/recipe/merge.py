@@ -22,7 +22,7 @@ from selma.io import atomic_write_json, file_digest
 from selma.models import ResolvedModel, load_component, model_identity
 from selma.recipe.lora_io import LORA_FILE, load_into, read_unet_lora, save_unet_lora
 from selma.results.store import make_provenance, now
-from selma.stage import check, claim
+from selma.stage import Claim, run_stage
 
 METHODS = ("paper", "linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
 MERGE = "merge.json"
@@ -75,56 +75,59 @@ def merge_experts(
         "svd_rank": svd_rank,
         "version": __version__,
     }
-    existing = check(out, "merge", config, force=force)
-    if existing is not None and existing.complete and (out / LORA_FILE).is_file():
-        return existing.record
-    # the libraries only now: a finished merge is answered without importing them
-    import torch
-    from diffusers import UNet2DConditionModel
-    from peft import get_peft_model
-    from peft.utils import get_peft_model_state_dict
 
-    loaded = [(name, *read_unet_lora(experts[name], model.spec.family)) for name in names]
-    unet = load_component(model, "unet", UNet2DConditionModel)
-    first_name, first_config, first_state = loaded[0]
-    peft_model = get_peft_model(unet, first_config, adapter_name=first_name)
-    load_into(peft_model, first_state, first_name, experts[first_name])
-    for name, lora_config, state in loaded[1:]:
-        peft_model.add_adapter(name, lora_config)
-        load_into(peft_model, state, name, experts[name])
-    combination = "cat" if method == "paper" else method
-    torch.manual_seed(seed)  # dare_* drop parameters at random
-    kwargs: dict[str, Any] = {"density": density} if density is not None else {}
-    if svd_rank is not None:
-        kwargs["svd_rank"] = svd_rank
-    try:
-        peft_model.add_weighted_adapter(names, weights, "merged", combination_type=combination, **kwargs)
-    except ValueError as exc:
-        raise SelmaError(f"peft cannot merge these experts with {method!r}: {exc}") from None
-    state = {
-        k.removeprefix("base_model.model."): v.detach().contiguous()
-        for k, v in get_peft_model_state_dict(peft_model, adapter_name="merged").items()
-    }
-    merged_config = peft_model.peft_config["merged"]
+    def load_and_merge() -> tuple[dict[str, Any], Any]:
+        # the libraries only now: a finished merge is answered without importing them
+        import torch
+        from diffusers import UNet2DConditionModel
+        from peft import get_peft_model
+        from peft.utils import get_peft_model_state_dict
 
-    claimed = claim(out, "merge", config, force=force)  # after the experts loaded: a failure leaves nothing
-    provenance = make_provenance(config, inputs, seed=seed, started_at=started)
-    result = {
-        "config_hash": claimed.digest,
-        "method": method,
-        "experts": names,
-        "weights": weights,
-        "rank": merged_config.r,
-        "provenance": provenance.model_dump(),
-    }
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".merge.tmp-"))
-    try:  # the LoRA appears complete or not at all
-        save_unet_lora(state, merged_config, tmp, model.spec.family)
-        os.replace(tmp / LORA_FILE, out / LORA_FILE)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    atomic_write_json(out / MERGE, result)
-    claimed.finish({k: v for k, v in result.items() if k != "provenance"})
+        loaded = [(name, *read_unet_lora(experts[name], model.spec.family)) for name in names]
+        unet = load_component(model, "unet", UNet2DConditionModel)
+        first_name, first_config, first_state = loaded[0]
+        peft_model = get_peft_model(unet, first_config, adapter_name=first_name)
+        load_into(peft_model, first_state, first_name, experts[first_name])
+        for name, lora_config, state in loaded[1:]:
+            peft_model.add_adapter(name, lora_config)
+            load_into(peft_model, state, name, experts[name])
+        combination = "cat" if method == "paper" else method
+        torch.manual_seed(seed)  # dare_* drop parameters at random
+        kwargs: dict[str, Any] = {"density": density} if density is not None else {}
+        if svd_rank is not None:
+            kwargs["svd_rank"] = svd_rank
+        try:
+            peft_model.add_weighted_adapter(names, weights, "merged", combination_type=combination, **kwargs)
+        except ValueError as exc:
+            raise SelmaError(f"peft cannot merge these experts with {method!r}: {exc}") from None
+        state = {
+            k.removeprefix("base_model.model."): v.detach().contiguous()
+            for k, v in get_peft_model_state_dict(peft_model, adapter_name="merged").items()
+        }
+        return state, peft_model.peft_config["merged"]
+
+    def save(claimed: Claim, merged: tuple[dict[str, Any], Any]) -> dict[str, Any]:
+        state, merged_config = merged
+        provenance = make_provenance(config, inputs, seed=seed, started_at=started)
+        result = {
+            "config_hash": claimed.digest,
+            "method": method,
+            "experts": names,
+            "weights": weights,
+            "rank": merged_config.r,
+        }
+        tmp = Path(tempfile.mkdtemp(dir=out, prefix=".merge.tmp-"))
+        try:  # the LoRA appears complete or not at all
+            save_unet_lora(state, merged_config, tmp, model.spec.family)
+            os.replace(tmp / LORA_FILE, out / LORA_FILE)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write_json(out / MERGE, {**result, "provenance": provenance.model_dump()})
+        return result
+
+    result = run_stage(
+        out, "merge", config, load_and_merge, save, force=force, is_done=lambda _: (out / LORA_FILE).is_file()
+    )
     if fused_pipeline is not None:
         export_fused(model, out, fused_pipeline)
     return result

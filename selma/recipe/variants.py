@@ -43,6 +43,19 @@ class VariantName:
         """The name without its recipe."""
         return self.kind + (f":{self.arg}" if self.arg else "")
 
+    @property
+    def suffix(self) -> str:
+        """``+<recipe>``, or nothing."""
+        return f"+{self.recipe}" if self.recipe else ""
+
+    @property
+    def merge_method(self) -> str:
+        """A merged variant's method (``paper`` when unnamed)."""
+        return self.arg or "paper"
+
+    def __str__(self) -> str:
+        return self.plain + self.suffix
+
 
 def parse_variant(variant: str) -> VariantName:
     """Parse and check a variant name (an unknown form is an error listing the forms)."""
@@ -75,7 +88,7 @@ def variant_dir(workdir: Path, model: ResolvedModel, variant: str) -> Path | Non
         "base": None,
         "expert": root / "experts" / (arg or ""),
         "multi": root / "multi",
-        "merged": root / f"merged-{arg or 'paper'}",
+        "merged": root / f"merged-{name.merge_method}",
         "gt": root / f"gt-{arg}",
         "w2s": root / f"w2s-{arg}",
     }[name.kind]
@@ -151,10 +164,11 @@ def resolve_variant(
     are made from their experts' checkpoints, so they have none); ``fuse=False`` keeps the LoRA live.
     """
     model = resolve_model(model_ref)
+    merged = parse_variant(variant).kind == "merged"
     lora = variant_dir(workdir, model, variant)
-    if lora is not None and step is not None and not variant.startswith("merged"):
+    if lora is not None and step is not None and not merged:
         lora = lora / f"checkpoint-{step}"
     if lora is not None and not (lora / LORA_FILE).is_file():
-        how = "selma-bench merge" if variant.startswith("merged") else f"selma-bench train --as {variant}"
+        how = "selma-bench merge" if merged else f"selma-bench train --as {variant}"
         raise SelmaError(f"variant {variant!r} of {model.spec.name} has no LoRA at {lora}; make it with `{how}`")
     return Variant(model, variant, lora, fuse)

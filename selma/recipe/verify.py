@@ -19,7 +19,7 @@ from typing import Any
 from selma import __version__
 from selma.errors import SelmaError
 from selma.io import content_identity, inside, read_jsonl
-from selma.stage import check, claim
+from selma.stage import Claim, run_stage
 
 SCORES = "scores.jsonl"
 
@@ -60,28 +60,49 @@ def filter_images(
         "threshold": threshold,
         "version": __version__,
     }
-    existing = check(out, "filter", config, force=force)
-    if existing is not None and existing.complete:
-        return existing.record
     paths = [
         inside(source, row["file_name"], path=metadata, row=f"line {row['_line']}", field="file_name") for row in rows
     ]
-    scorer = registered.build(checkpoints or {}, device=device)
-    claimed = claim(out, "filter", config, force=force)
-    scores: list[float] = []
-    bar = tqdm(total=len(rows), desc=f"verify {source.name}", unit="img", disable=not progress)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        images = [load_rgb(path) for path in paths[start : start + batch_size]]
-        scores.extend(scorer.score(images, [row["text"] for row in chunk]))
-        bar.update(len(chunk))
-    bar.close()
-    kept = [(row, path) for row, path, score in zip(rows, paths, scores, strict=True) if score >= threshold]
-    if not kept:
-        raise SelmaError(
-            f"filter: no image of {source} scores {threshold} or more by {metric} (best {max(scores):.3g}); "
-            "lower the threshold"
-        )
+
+    def score_and_keep(claimed: Claim, scorer: Any) -> dict[str, Any]:
+        scores: list[float] = []
+        bar = tqdm(total=len(rows), desc=f"verify {source.name}", unit="img", disable=not progress)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            images = [load_rgb(path) for path in paths[start : start + batch_size]]
+            scores.extend(scorer.score(images, [row["text"] for row in chunk]))
+            bar.update(len(chunk))
+        bar.close()
+        kept = [(row, path) for row, path, score in zip(rows, paths, scores, strict=True) if score >= threshold]
+        if not kept:
+            raise SelmaError(
+                f"filter: no image of {source} scores {threshold} or more by {metric} (best {max(scores):.3g}); "
+                "lower the threshold"
+            )
+        _link_kept(out, kept)
+        fields = [{k: v for k, v in row.items() if k != "_line"} for row in rows]
+        with (out / SCORES).open("w", encoding="utf-8") as handle:
+            for row, score in zip(fields, scores, strict=True):
+                handle.write(json.dumps({**row, "score": score, "kept": score >= threshold}) + "\n")
+        with (out / "metadata.jsonl").open("w", encoding="utf-8") as handle:
+            for row, _ in kept:
+                handle.write(json.dumps({k: v for k, v in row.items() if k != "_line"}) + "\n")
+        return {
+            "metric": metric,
+            "threshold": threshold,
+            "n_images": len(rows),
+            "n_kept": len(kept),
+            "kept_share": round(len(kept) / len(rows), 4),
+            "mean_score": round(sum(scores) / len(scores), 4),
+        }
+
+    return run_stage(
+        out, "filter", config, lambda: registered.build(checkpoints or {}, device=device), score_and_keep, force=force
+    )
+
+
+def _link_kept(out: Path, kept: list[tuple[dict[str, Any], Path]]) -> None:
+    """Hard links (copies across file systems) of the kept images, at their own file names."""
     for row, path in kept:
         target = out / row["file_name"]
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,20 +111,3 @@ def filter_images(
             os.link(path, target)
         except OSError:  # another file system: copy
             shutil.copyfile(path, target)
-    fields = [{k: v for k, v in row.items() if k != "_line"} for row in rows]
-    with (out / SCORES).open("w", encoding="utf-8") as handle:
-        for row, score in zip(fields, scores, strict=True):
-            handle.write(json.dumps({**row, "score": score, "kept": score >= threshold}) + "\n")
-    with (out / "metadata.jsonl").open("w", encoding="utf-8") as handle:
-        for row, _ in kept:
-            handle.write(json.dumps({k: v for k, v in row.items() if k != "_line"}) + "\n")
-    record = {
-        "metric": metric,
-        "threshold": threshold,
-        "n_images": len(rows),
-        "n_kept": len(kept),
-        "kept_share": round(len(kept) / len(rows), 4),
-        "mean_score": round(sum(scores) / len(scores), 4),
-    }
-    claimed.finish(record)
-    return record

@@ -32,11 +32,14 @@ def selma_claims(variants: Sequence[str], skill_category: Mapping[str, str] | No
     category of its prompts (the shapes world: ``world_count`` -> ``count``), so an expert is judged on
     its own skill's prompts.
     """
+    from selma.recipe.variants import parse_variant
+
     present = set(variants)
+    names = {variant: parse_variant(variant) for variant in variants}
     claims = []
-    for variant in variants:
-        if variant.startswith("expert:") and "+" not in variant:
-            skill = variant.removeprefix("expert:")
+    for variant, name in names.items():
+        if name.kind == "expert" and not name.recipe:
+            skill = name.arg or ""
             category = (skill_category or {}).get(skill)
             where = f"{category} prompts" if category else "all prompts"
             claims.append(
@@ -44,23 +47,21 @@ def selma_claims(variants: Sequence[str], skill_category: Mapping[str, str] | No
             )
     if "multi" in present:
         claims.append(Claim("one multi-skill LoRA improves the base model", "multi", "base"))
-    merged = [v for v in variants if v.startswith("merged") and "+" not in v]
-    for variant in merged:
+    for variant in (v for v, n in names.items() if n.kind == "merged" and not n.recipe):
         if "multi" in present:
             claims.append(Claim(f"merging experts ({variant}) beats one multi-skill LoRA", variant, "multi"))
         claims.append(Claim(f"merging experts ({variant}) improves the base model", variant, "base"))
-    for gt in (v for v in variants if v.startswith("gt:")):
+    for gt in (v for v, n in names.items() if n.kind == "gt"):
         claims.append(Claim(f"the trainer teaches: ground truth ({gt}) improves the base model", gt, "base"))
         if "multi" in present:
             claims.append(
                 Claim(f"self-generated data (multi) is competitive with ground truth ({gt})", "multi", gt, "matches")
             )
-    for w2s in (v for v in variants if v.startswith("w2s:")):
+    for w2s in (v for v, n in names.items() if n.kind == "w2s"):
         claims.append(Claim(f"weak-to-strong ({w2s}) improves the base model", w2s, "base"))
-    for variant in variants:
-        plain, _, recipe = variant.partition("+")
-        if recipe and plain in present:
-            claims.append(Claim(f"the data recipe {recipe!r} improves {plain}", variant, plain))
+    for variant, name in names.items():
+        if name.recipe and name.plain in present:
+            claims.append(Claim(f"the data recipe {name.recipe!r} improves {name.plain}", variant, name.plain))
     return [c for c in claims if c.variant in present and c.reference in present]
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
-from selma.harness.suites.spec import Prompt, Question
+from selma.harness.suites.loaders import Loaded
+from selma.harness.suites.spec import Prompt, Question, SuiteSpec
 from selma.stage import ensure_output
 from selma.world.scenes import SKILLS, Scene, render, sample_scene
 
@@ -83,3 +85,8 @@ def render_training_set(
 
     key = {"skills": names, "per_skill": per_skill, "seed": seed, "spatial_jitter": spatial_jitter}
     return ensure_output(out, "world-gt", key, build)
+
+
+def load_shapes_world(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
+    """The ``shapes_world`` suite format: ``per_skill`` prompts of each skill from ``seed``, with questions."""
+    return Loaded(*world_prompts(int(spec.options["per_skill"]), int(spec.options["seed"])))

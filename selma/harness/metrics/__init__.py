@@ -7,12 +7,11 @@ from selma.registry import Registry
 
 
 def all_metrics() -> Registry[RegisteredMetric]:
-    """The metric registry with every built-in scorer registered (their modules import lazily)."""
+    """The metric registry with every built-in scorer and every plugin's registered (their models load lazily)."""
     import selma.harness.metrics.clip_scores
     import selma.harness.metrics.imagereward
     import selma.harness.metrics.qa
-    import selma.harness.metrics.vqascore
-    import selma.world.metric  # noqa: F401  (registering is the import's effect)
+    import selma.harness.metrics.vqascore  # noqa: F401  (registering is the import's effect; plugins add theirs)
 
     return metrics
 

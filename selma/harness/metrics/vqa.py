@@ -136,16 +136,6 @@ for _spec in (
     ),
 ):
     vqa_models.add(_spec.name, _spec)
-vqa_models.add(
-    "shapes-exact",
-    VQASpec(
-        "shapes-exact",
-        "custom",
-        "",
-        notes="the shapes world's exact evaluator",
-        factory="selma.world.evaluator:ShapesAnswerer",
-    ),
-)
 
 NO_TRANSFORMERS_PORT = {
     "mplug-large": "DSG's and SELMA's answerer (ModelScope damo/mplug_visual-question-answering_coco_large_en) has "

@@ -101,6 +101,7 @@ class VQAScorer:
 @register_metric(INFO)
 def build_vqascore(checkpoints: dict[str, str] | None = None, device: str = "cpu") -> VQAScorer:
     """VQAScore with the VQA model named by ``checkpoints['vqa']`` at ``checkpoints['model']``."""
-    paths = {**INFO.checkpoints, **(checkpoints or {})}
-    spec = vqa_spec(paths["vqa"])
-    return VQAScorer(VQAModel(spec, paths.get("model") or spec.checkpoint, device=device))
+    from selma.harness.metrics.answerer_choice import answerer_choice
+
+    choice = answerer_choice({**INFO.checkpoints, **(checkpoints or {})})
+    return VQAScorer(VQAModel(choice.spec, choice.model or choice.spec.checkpoint, device=device))

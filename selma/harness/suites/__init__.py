@@ -14,6 +14,8 @@ from selma.harness.suites.spec import DataFile, Prompt, Question, Suite, SuiteSp
 from selma.registry import Registry
 
 BUILTIN_SUITES = Path(__file__).with_name("suites.yaml")
+suite_files: Registry[Path] = Registry("suites file")
+"""Further suites files, each registered by a plugin (the shapes world's ``selma/world/suites.yaml``)."""
 
 __all__ = [
     "DataFile",
@@ -24,16 +26,20 @@ __all__ = [
     "SuiteSpec",
     "add_suites_file",
     "load_suite",
+    "suite_files",
     "suite_registry",
 ]
 
 
 @cache
 def suite_registry() -> Registry[SuiteSpec]:
-    """The registry of suite specs, filled from the built-in ``suites.yaml`` on first use."""
+    """The registry of suite specs, filled on first use from the built-in ``suites.yaml`` and the plugins'
+    :data:`suite_files`.
+    """
     registry: Registry[SuiteSpec] = Registry("suite")
-    for name, spec in parse_suite_specs(BUILTIN_SUITES).items():
-        registry.add(name, spec)
+    for path in [BUILTIN_SUITES, *(suite_files.get(name) for name in suite_files.names())]:
+        for name, spec in parse_suite_specs(path).items():
+            registry.add(name, spec)
     return registry
 
 

@@ -318,11 +318,3 @@ def read_json_prompts(
         meta = MappingProxyType({k: v for k, v in row.items() if k not in (id_field, text_field)})
         prompts[prompt_id] = Prompt(prompt_id, text, _source_of(prompt_id) if category_from_id else None, meta)
     return tuple(prompts.values())
-
-
-@loaders.register("shapes_world")
-def load_shapes_world(spec: SuiteSpec, files: Mapping[str, Path]) -> Loaded:
-    """The generated shapes-world suite: ``per_skill`` prompts of each skill from ``seed``, with questions."""
-    from selma.world.suite import world_prompts
-
-    return Loaded(*world_prompts(int(spec.options["per_skill"]), int(spec.options["seed"])))

@@ -95,7 +95,7 @@ class Suite:
         return list(dict.fromkeys(p.category for p in self.prompts if p.category is not None))
 
 
-GENERATED_FORMATS = {"shapes_world"}  # suites whose prompts are generated, not read from files
+GENERATED_FORMATS: set[str] = set()  # formats whose prompts are generated, not read from files (plugins add theirs)
 _REQUIRED = ("title", "description", "source", "license", "format", "files")
 _OPTIONAL = {"citation", "options", "scoring", "n_prompts", "n_questions"}
 _FILE_KEYS = {"path", "url", "sha256", "size", "required"}

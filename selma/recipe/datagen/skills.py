@@ -3,16 +3,15 @@
 SELMA's skills are SELMA's own, read at run time: the instruction strings of its
 ``encode_prompt`` and the seed captions of its ``__main__`` (``jialuli-luka/SELMA`` @ dc691fa,
 ``llm/prompt_generation.py``), from ``selma/prompt_generation.json`` in the data directory, or,
-when that file is absent, extracted from the pinned source file itself (downloaded once). The
-shapes world's skills and a user's ``--skills-file`` are YAML: rules and seeds, written into an
-instruction of the same layout.
+when that file is absent, extracted from the pinned source file itself (downloaded once). A
+plugin's skill file (the shapes world's) and a user's ``--skills-file`` are YAML: rules and seeds,
+written into an instruction of the same layout.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,10 @@ import yaml
 
 from selma.errors import DataInputError, SelmaError
 from selma.harness.suites.spec import DataFile
+from selma.registry import Registry
 
-WORLD_SKILLS = Path(__file__).parents[2] / "world" / "skills.yaml"
+skill_files: Registry[Path] = Registry("skill file")
+"""Skill YAML files registered by plugins (the shapes world's ``selma/world/skills.yaml``)."""
 
 # selma-bench's skill names -> the names of SELMA's code (``--skills``)
 SELMA_SKILLS = {
@@ -105,9 +106,14 @@ def load_skills(path: Path) -> dict[str, Skill]:
     return skills
 
 
+def plugin_skills() -> dict[str, Skill]:
+    """The skills of every registered skill file, by name."""
+    return {name: skill for key in skill_files.names() for name, skill in load_skills(skill_files.get(key)).items()}
+
+
 def skill_names(skills_file: Path | None = None) -> list[str]:
-    """Every known skill name (SELMA's, the shapes world's, and a user file's), without loading data."""
-    names = [*SELMA_SKILLS, *load_skills(WORLD_SKILLS)]
+    """Every known skill name (SELMA's, the plugins', and a user file's), without loading data."""
+    names = [*SELMA_SKILLS, *plugin_skills()]
     return names + (list(load_skills(skills_file)) if skills_file else [])
 
 
@@ -187,16 +193,11 @@ def selma_skills(locator: Any) -> dict[str, Skill]:
 
 
 def resolve_skills(names: list[str], locator: Any, skills_file: Path | None = None) -> list[Skill]:
-    """The skills ``names``: SELMA's (read from data), the shapes world's, or a user file's."""
-    known: dict[str, Skill] = {**load_skills(WORLD_SKILLS), **(load_skills(skills_file) if skills_file else {})}
+    """The skills ``names``: SELMA's (read from data), a plugin's, or a user file's."""
+    known: dict[str, Skill] = {**plugin_skills(), **(load_skills(skills_file) if skills_file else {})}
     unknown = [n for n in names if n not in known and n not in SELMA_SKILLS]
     if unknown:
         raise SelmaError(f"unknown skill(s) {', '.join(unknown)}; known: {', '.join(skill_names(skills_file))}")
     if any(n in SELMA_SKILLS and n not in known for n in names):
         known = {**selma_skills(locator), **known}
     return [known[n] for n in names]
-
-
-def world_skills() -> Mapping[str, Skill]:
-    """The shapes world's skills."""
-    return load_skills(WORLD_SKILLS)

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 
 from selma.harness.metrics import higher_is_better
+from selma.orchestration.study.launch import execute
+from selma.orchestration.study.units import cell_request, evaluate_cell
 
 
 def best_step(scores: dict[int, float], higher: bool) -> int:
@@ -54,8 +56,6 @@ def select_checkpoints(
     """Score every saved checkpoint of ``study.selection.variants`` on the validation and first test suite;
     write ``selection.md`` and ``selection.csv`` and return the rows and the per-variant summary.
     """
-    from selma.orchestration.study import cell_request, evaluate_cell, execute
-
     selection = study.selection
     validation, test = selection.validation_suite, study.suites[0]
     cells = [
