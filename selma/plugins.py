@@ -10,7 +10,10 @@ registry loads them, once, before its first lookup.
 from __future__ import annotations
 
 import importlib
+import logging
 from importlib.metadata import entry_points
+
+log = logging.getLogger(__name__)
 
 BUILTIN_PLUGINS = ("selma.world.plugin",)
 ENTRY_POINT_GROUP = "selma_bench.plugins"
@@ -26,8 +29,14 @@ def load_plugins() -> list[str]:
         return list(_loaded)
     _started = True  # a plugin's own registrations look registries up while it is imported
     found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-    targets = [*BUILTIN_PLUGINS, *(ep.value for ep in found)]
-    for target in targets:
-        importlib.import_module(target.partition(":")[0])
+    for target in BUILTIN_PLUGINS:
+        importlib.import_module(target)
         _loaded.append(target)
+    for entry in found:  # another package's plugin that fails to import is named, and the rest still work
+        try:
+            importlib.import_module(entry.value.partition(":")[0])
+        except Exception as exc:  # any failure of a third-party import
+            log.warning("plugin %r (%s) failed to load and is skipped: %s", entry.name, entry.value, exc)
+            continue
+        _loaded.append(entry.value)
     return list(_loaded)

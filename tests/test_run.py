@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -145,5 +146,11 @@ def test_quiet_silences_every_progress_bar(tmp_path: Path, capsys: pytest.Captur
     assert main(["-q", *args, "--out", str(tmp_path / "quiet"), "--seed", "1"]) == 0
     assert capsys.readouterr().err == ""
     # a later call without -q in the same process (the Python API, a notebook) shows its bars again
+    hub_before = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
     assert main([*args, "--out", str(tmp_path / "loud")]) == 0
+    assert "generate" in capsys.readouterr().err
+    assert os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == hub_before
+    assert main(["-q", *args, "--out", str(tmp_path / "quiet"), "--seed", "1"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["-v", *args, "--out", str(tmp_path / "verbose"), "--seed", "2"]) == 0
     assert "generate" in capsys.readouterr().err

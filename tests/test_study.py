@@ -247,3 +247,12 @@ def test_study_merge_section_reaches_the_merge(tmp_path: Path, monkeypatch: pyte
         "force": False,
         "experts": ["coco", "countbench"],
     }
+
+
+def test_study_train_values_become_what_the_fields_hold() -> None:
+    """YAML reads 3e-4 as a string and a quoted false as a word: the study holds the float and the bool."""
+    study = StudyConfig.model_validate(
+        {**BASE, "base_model": "tiny-sd1", "train": {"learning_rate": "3e-4", "random_flip": "false"}}
+    )
+    assert study.train == {"learning_rate": 0.0003, "random_flip": False}
+    assert study.train_config().learning_rate == 0.0003 and study.train_config().random_flip is False

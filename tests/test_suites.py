@@ -209,3 +209,22 @@ def test_bad_suite_yaml_names_file_and_key(tmp_path: Path, body: str, field: str
     with pytest.raises(DataInputError) as info:
         parse_suite_specs(path)
     assert str(path) in str(info.value) and f"'{field}'" in str(info.value) and "suite 'x'" in str(info.value)
+
+
+def test_a_user_suites_file_of_a_plugin_format_loads_in_a_fresh_process(tmp_path: Path) -> None:
+    """A generated format registered by a plugin (the world's) is known before any registry lookup."""
+    import subprocess
+    import sys
+
+    suites = tmp_path / "mine.yaml"
+    suites.write_text(
+        "my-shapes:\n  title: t\n  description: d\n  source: s\n  license: l\n  format: shapes_world\n"
+        "  files: {}\n  options: {per_skill: 2, seed: 5}\n"
+    )
+    code = (
+        "from selma.harness.suites import add_suites_file, load_suite, DataLocator; "
+        f"add_suites_file({str(suites)!r}); print(len(load_suite('my-shapes', DataLocator()).prompts))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "8"

@@ -80,9 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 LIBRARIES = ("transformers", "diffusers", "peft", "accelerate", "datasets", "huggingface_hub", "torch")
 
 
-def quiet_libraries(*, progress: bool) -> None:
-    """Library notices (torchvision fallbacks, LoRA loading notes, deprecations) only with ``-v``; with
-    ``-q`` no progress bars either.
+def quiet_libraries() -> None:
+    """Library notices (torchvision fallbacks, LoRA loading notes, deprecations) only with ``-v``.
 
     diffusers and transformers set their loggers' level when they are first used, from their
     ``*_VERBOSITY`` variables, so those are set here (a value the user set is kept) and the loggers of
@@ -99,30 +98,54 @@ def quiet_libraries(*, progress: bool) -> None:
         if library in ("diffusers", "transformers") and f"{library}.utils.logging" in sys.modules:
             sys.modules[f"{library}.utils.logging"].set_verbosity_error()
     warnings.filterwarnings("ignore", module=rf"({'|'.join(LIBRARIES)})(\.|$)")
+
+
+_SWITCHES = (
+    ("huggingface_hub.utils", "progress_bars"),
+    ("datasets", "progress_bars"),
+    ("diffusers.utils.logging", "progress_bar"),
+    ("transformers.utils.logging", "progress_bar"),
+)
+_quieted = {"tqdm_env": False, "libraries": False}
+
+
+def progress_bars(*, on: bool) -> None:
+    """Every progress bar off (``-q``: tqdm's, also those whose caller passes ``disable=``, which overrides
+    ``TQDM_DISABLE``, and the libraries' own) or on again: what an earlier ``-q`` call in the same process
+    (the Python API, a notebook, tests) turned off is turned back on, nothing a user set.
+    """
     import tqdm.std
 
-    patched = getattr(tqdm.std.tqdm.__init__, "selma_original", None)
-    if progress and patched is not None:  # an earlier -q in this process (the Python API, tests) is undone
-        tqdm.std.tqdm.__init__ = patched  # type: ignore[method-assign]
-    if not progress:  # every bar, also those whose caller passes ``disable=`` (which overrides TQDM_DISABLE)
-        if patched is None:
-            original = tqdm.std.tqdm.__init__
+    original = getattr(tqdm.std.tqdm.__init__, "selma_original", None)
+    if on:
+        if original is not None:
+            tqdm.std.tqdm.__init__ = original  # type: ignore[method-assign]
+        if _quieted["tqdm_env"]:
+            os.environ.pop("TQDM_DISABLE", None)
+            _quieted["tqdm_env"] = False
+        if _quieted["libraries"]:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+            for module, switch in _SWITCHES:
+                if module in sys.modules:
+                    getattr(sys.modules[module], f"enable_{switch}")()
+            _quieted["libraries"] = False
+        return
+    if original is None:
+        unpatched = tqdm.std.tqdm.__init__
 
-            def quiet_init(self: Any, *args: Any, **kwargs: Any) -> None:
-                kwargs["disable"] = True
-                original(self, *args, **kwargs)
+        def quiet_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            unpatched(self, *args, **kwargs)
 
-            quiet_init.selma_original = original  # type: ignore[attr-defined]
-            tqdm.std.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
+        quiet_init.selma_original = unpatched  # type: ignore[attr-defined]
+        tqdm.std.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
+    if "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        for module, switch in (
-            ("huggingface_hub.utils", "disable_progress_bars"),
-            ("datasets", "disable_progress_bars"),
-            ("diffusers.utils.logging", "disable_progress_bar"),
-            ("transformers.utils.logging", "disable_progress_bar"),
-        ):
-            if module in sys.modules:
-                getattr(sys.modules[module], switch)()
+        _quieted["libraries"] = True
+    for module, switch in _SWITCHES:
+        if module in sys.modules:
+            getattr(sys.modules[module], f"disable_{switch}")()
+            _quieted["libraries"] = True
 
 
 FILE_SYSTEM_ERRORS = {
@@ -150,21 +173,15 @@ def join_negative_lists(words: list[str]) -> list[str]:
     return joined
 
 
-_SET_TQDM_DISABLE = False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``selma-bench`` console script: every failure is one line on stderr and exit
     status 2 (``-v`` adds the traceback); nothing is left half-written by the stages.
     """
     words = join_negative_lists(sys.argv[1:] if argv is None else list(argv))
-    global _SET_TQDM_DISABLE
-    if ("-q" in words or "--quiet" in words) and "-v" not in words and "--verbose" not in words:
-        _SET_TQDM_DISABLE = _SET_TQDM_DISABLE or "TQDM_DISABLE" not in os.environ
+    quiet = ("-q" in words or "--quiet" in words) and "-v" not in words and "--verbose" not in words
+    if quiet and "TQDM_DISABLE" not in os.environ:
         os.environ["TQDM_DISABLE"] = "1"  # before anything imports tqdm, which reads it then
-    elif _SET_TQDM_DISABLE:  # set by an earlier -q call in this process
-        os.environ.pop("TQDM_DISABLE", None)
-        _SET_TQDM_DISABLE = False
+        _quieted["tqdm_env"] = True
     parser = build_parser()
     args = parser.parse_args(words)
     if getattr(args, "action", None) == "show" and not args.name:
@@ -175,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         force=True,
     )
+    progress_bars(on=args.verbose or not args.quiet)
     if not args.verbose:
-        quiet_libraries(progress=not args.quiet)
+        quiet_libraries()
     try:
         return args.func(args)
     except SelmaError as exc:

@@ -42,6 +42,11 @@ def add_parser(sub: Any, common: dict[str, argparse.ArgumentParser]) -> None:
         help="a warm start's coordinate weights: std relative to the source's weights (0: zeros)",
     )
     q.add_argument("--warmup-steps", type=non_negative_int, default=500)
+    q.add_argument(
+        "--freeze-text-encoder",
+        action="store_true",
+        help="train the UNet alone (the warm start's text encoder kept): a deficit then lives where LoRAs act",
+    )
     q.add_argument("--ema-decay", type=non_negative_float, default=0.999)
     q.add_argument(
         "--timestep-bias-multiplier",
@@ -123,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             spatial_jitter=args.spatial_jitter,
             noise_skills=tuple(args.noise_skills) if args.noise_skills else None,
             coord_init_std=args.coord_init_std,
+            freeze_text_encoder=args.freeze_text_encoder,
             warmup_steps=args.warmup_steps,
             ema_decay=args.ema_decay,
             checkpoint_every=args.checkpoint_every,

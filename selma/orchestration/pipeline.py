@@ -139,12 +139,13 @@ def needed_weights(suite: Suite, metrics: tuple[str, ...], request: RunRequest) 
         info = metric_info(metric)
         given = request.checkpoints.get(metric, {})
         roles = {**info.checkpoints, **given}
-        if info.kind == "qa" or "vqa" in roles:  # the suite's or the convention's VQA model unless one is named
-            convention = resolve_convention(metric, request.conventions.get(metric)) if info.kind == "qa" else None
-            weights = answerer_choice(
-                roles if info.kind != "qa" else given, suite, convention, roles.get("vqa")
-            ).weights
-            roles = {**other_roles(roles), **weights}
+        choice = None
+        if info.kind == "qa":  # the suite's or the convention's VQA model unless the run names one
+            choice = answerer_choice(given, suite, resolve_convention(metric, request.conventions.get(metric)))
+        elif "vqa" in roles:  # VQAScore: its own default VQA model
+            choice = answerer_choice(roles)
+        if choice is not None:
+            roles = {**other_roles(roles), **choice.weights}
         needed.update({f"{metric} {role}": ref for role, ref in roles.items() if ref})
     return needed
 

@@ -165,15 +165,17 @@ def check_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
     from pydantic import TypeAdapter, ValidationError
 
     by_name = {s.name: s for s in train_settings()}
-    for name, value in values.items():
+    checked: dict[str, Any] = {}
+    for name, raw in values.items():
         if name not in by_name:
             raise SelmaError(f"unknown training setting {name!r}")
         setting = by_name[name]
-        try:
-            TypeAdapter(setting.type).validate_python(value, strict=isinstance(value, bool))
+        try:  # YAML's 3e-4 is a string and "false" a word: both become what the field holds
+            value = TypeAdapter(setting.type).validate_python(raw, strict=isinstance(raw, bool))
         except ValidationError as exc:
             error = exc.errors()[0]
-            raise SelmaError(f"{name}: {error['msg']}, got {value!r}") from None
+            raise SelmaError(f"{name}: {error['msg']}, got {raw!r}") from None
+        checked[name] = value
         if value is None:
             if setting.check == "positive" and setting.default is not None:
                 raise SelmaError(f"{name}: expected a positive number, got None")
@@ -184,7 +186,7 @@ def check_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
             raise SelmaError(f"{name}: expected zero or more, got {value!r}")
         if setting.choices and value not in setting.choices:
             raise SelmaError(f"{name}: expected one of {', '.join(setting.choices)}, got {value!r}")
-    return dict(values)
+    return checked
 
 
 def effective_config(model: ResolvedModel, config: TrainConfig) -> TrainConfig:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from selma.harness.metrics import metric_heading
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def comparison_rows(requests: Sequence[Any], results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -37,6 +38,8 @@ def comparison_rows(requests: Sequence[Any], results: Sequence[dict[str, Any]]) 
 
 def write_comparison(out: Path, name: str, variants: Sequence[str], rows: list[dict[str, Any]]) -> pd.DataFrame:
     """``comparison.md`` (variants x suite/metric, in the study's order) and ``comparison.csv`` (the rows)."""
+    import pandas as pd
+
     table = pd.DataFrame(rows)
     wide = table.pivot_table(index="variant", columns=["suite", "metric"], values="score", sort=False)
     wide.columns = [f"{suite}/{metric_heading(metric)}" for suite, metric in wide.columns]
@@ -50,6 +53,8 @@ def write_beside_paper(
     out: Path, name: str, paper: str, base_model: str, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """``paper.md``: the measured rows beside the paper table ``paper``'s; returns the joined records."""
+    import pandas as pd
+
     from selma.reporting.paper import beside_paper
 
     joined = pd.DataFrame(beside_paper(rows, paper, base_model)).drop(columns=["run", "score_run"])

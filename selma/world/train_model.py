@@ -65,6 +65,9 @@ class WorldTrainConfig:
     init_from: str | None = None
     """A world pipeline (directory or registry name) whose weights start the run (a warm start); ``None``:
     random initial weights from ``seed``. See :func:`warm_start`."""
+    freeze_text_encoder: bool = False
+    """Train the UNet alone (a warm start's text encoder kept as it is): a deficit taught then lives where
+    SELMA's UNet LoRAs act."""
     coord_init_std: float = 0.0
     """At a warm start into a coordinate UNet: the standard deviation of the new coordinate weights of its
     input convolution, relative to the source's weights (0: zeros, the source's function exactly)."""
@@ -165,7 +168,9 @@ def train_world_model(
     if source is not None:
         (out / "init_from.json").write_text(json.dumps(source, indent=2), encoding="utf-8")
     unet, text_encoder, tokenizer, vae = pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    if config.freeze_text_encoder:
+        text_encoder.requires_grad_(False)
+    params = list(unet.parameters()) + ([] if config.freeze_text_encoder else list(text_encoder.parameters()))
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer=optimizer, num_warmup_steps=config.warmup_steps)
     ema = EMAModel(params, decay=config.ema_decay)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from selma.errors import SelmaError
 from selma.harness.metrics.vqa import VQASpec, vqa_spec
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def answerer_choice(
     name = roles.get("vqa") or (suite.spec.options.get("vqa") if suite is not None else None)
     name = name or (convention.vqa if convention is not None else None) or default
     if not name:
-        raise ValueError("no VQA model chosen and no default")
+        raise SelmaError("no VQA model chosen (give --vqa NAME or the checkpoint role vqa=NAME)")
     return AnswererChoice(vqa_spec(str(name)), roles.get("model") or None)
 
 

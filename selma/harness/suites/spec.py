@@ -128,6 +128,10 @@ def _parse_entry(path: Path, name: str, entry: object) -> SuiteSpec:
     if unknown:
         raise fail(sorted(unknown)[0], "unknown key")
     files = entry["files"]
+    if not files:
+        from selma.plugins import load_plugins
+
+        load_plugins()  # a plugin's generated formats (the world's) are known before a user file is read
     if not isinstance(files, dict) or (not files and entry["format"] not in GENERATED_FORMATS):
         raise fail("files", "expected a mapping of file roles to {path, url, sha256, size} ({} for generated suites)")
     parsed_files = {}

@@ -13,8 +13,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from selma.harness.metrics import higher_is_better
 from selma.orchestration.study.launch import execute
 from selma.orchestration.study.units import cell_request, evaluate_cell
@@ -56,6 +54,8 @@ def select_checkpoints(
     """Score every saved checkpoint of ``study.selection.variants`` on the validation and first test suite;
     write ``selection.md`` and ``selection.csv`` and return the rows and the per-variant summary.
     """
+    import pandas as pd
+
     selection = study.selection
     validation, test = selection.validation_suite, study.suites[0]
     cells = [
