@@ -143,10 +143,10 @@ def test_the_generation_dtype_is_part_of_the_images_key(
 
 def test_quiet_silences_every_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["run", "--suite", "shapes-mini", "--model", "shapes-base", "--limit", "2", "--data-dir", str(DATA)]
+    hub_before = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
     assert main(["-q", *args, "--out", str(tmp_path / "quiet"), "--seed", "1"]) == 0
     assert capsys.readouterr().err == ""
     # a later call without -q in the same process (the Python API, a notebook) shows its bars again
-    hub_before = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
     assert main([*args, "--out", str(tmp_path / "loud")]) == 0
     assert "generate" in capsys.readouterr().err
     assert os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == hub_before
