@@ -68,5 +68,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  without dependency rule {no_dep:.2f}   per prompt {macro:.2f}   per question {micro:.2f}")
         rows = [[k, v, *summary.by_category_ci[k]] for k, v in summary.by_category.items()]
         print(table(rows, ["category", "score", "ci low", "ci high"]))
-    print(f"{'reused' if result.cached else 'wrote'} {result.run_dir}", file=sys.stderr)
+    sys.stdout.flush()
+    # one write: unbuffered, print() sends the newline apart, and a pipe (`| head`) may land inside the line
+    sys.stderr.write(f"{'reused' if result.cached else 'wrote'} {result.run_dir}\n")
     return 0
