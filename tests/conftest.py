@@ -14,6 +14,27 @@ from selma.harness.suites import DataLocator
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SELMA_BENCH_DATA") or REPO.parent / "shared" / "data")
 ANSWERS = DATA / "dsg" / "vqa_answers_release"
+WORLD_STUDY = {
+    "name": "world-study",
+    "base_model": "shapes-base",
+    "skills": ["world_count"],
+    "prompts_per_skill": 4,
+    "datagen": {"backend": "world"},
+    "train": {
+        "rank": 4,
+        "alpha": 4,
+        "learning_rate": 1e-3,
+        "train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "max_train_steps": 2,
+        "checkpointing_steps": 2,
+        "random_flip": False,
+    },
+    "variants": ["base", "expert:world_count"],
+    "suites": ["shapes-mini"],
+    "metrics": ["dsg"],
+}
+"""The smallest study of one world expert (the Python API and upgrade tests run it)."""
 
 if not (DATA / "dsg" / "dsg-1k-anns.csv").is_file():
     raise RuntimeError(f"benchmark data not found at {DATA}: set SELMA_BENCH_DATA to ../shared/data")

@@ -9,30 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import WORLD_STUDY
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-STUDY = {
-    "name": "api-study",
-    "description": "one expert in the shapes world",
-    "base_model": "shapes-base",
-    "skills": ["world_count"],
-    "prompts_per_skill": 4,
-    "datagen": {"backend": "world"},
-    "train": {
-        "rank": 4,
-        "alpha": 4,
-        "learning_rate": 1e-3,
-        "train_batch_size": 4,
-        "gradient_accumulation_steps": 1,
-        "max_train_steps": 2,
-        "checkpointing_steps": 2,
-        "random_flip": False,
-    },
-    "variants": ["base", "expert:world_count"],
-    "suites": ["shapes-mini"],
-    "metrics": ["dsg"],
-}
+STUDY = {**WORLD_STUDY, "name": "api-study", "description": "one expert in the shapes world"}
 
 
 def readme_example() -> str:

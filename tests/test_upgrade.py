@@ -8,30 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DATA
+from conftest import DATA, WORLD_STUDY
 
 from selma.cli import main
 
-STUDY = {
-    "name": "upgrade",
-    "base_model": "shapes-base",
-    "skills": ["world_count"],
-    "prompts_per_skill": 4,
-    "datagen": {"backend": "world"},
-    "train": {
-        "rank": 4,
-        "alpha": 4,
-        "train_batch_size": 4,
-        "gradient_accumulation_steps": 1,
-        "max_train_steps": 2,
-        "checkpointing_steps": 2,
-        "random_flip": False,
-    },
-    "variants": ["base", "expert:world_count"],
-    "suites": ["shapes-mini"],
-    "metrics": ["dsg"],
-    "limit": 4,
-}
+STUDY = {**WORLD_STUDY, "name": "upgrade", "limit": 4}
 
 
 def _artifacts(root: Path) -> dict[Path, int]:
